@@ -1,0 +1,441 @@
+"""The Modular MeanFlow objective and its two special cases (flow matching, regression).
+
+For a data batch ``x`` the objective draws noise ``eps`` and times ``r <= t``, forms
+``z = (1 - t) x + t eps`` and ``v = eps - x``, and fits the MeanFlow identity
+
+    Δ = u(z, r, t) + (t - r) · SG_λ(du/dt) - v,   du/dt = v · ∂_z u + ∂_t u,
+
+where ``du/dt`` is one forward-mode JVP of the network with tangents ``(v, 0, 1)`` for its inputs
+``(z, r, t)`` and ``SG_λ(a) = λ a + (1 - λ) sg(a)`` keeps the value of ``a`` but scales its
+gradient by λ. The per-sample loss is ``w · ||Δ||²`` with ``w = sg(1 / (||Δ||² + c)^p)``.
+
+Objectives are plain classes, not modules: ``obj(model, x, cond, step=k) -> LossOutput`` returns
+unreduced per-sample values and the trainer reduces them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch.func import jvp
+
+from ..errors import InputError, check_batch_match, check_choice, check_finite, check_range
+from .paths import expand_time, linear_path
+from .schedules import make_schedule
+from .time_samplers import TimeSample, make_time_sampler
+
+__all__ = [
+    "LossOutput",
+    "Guidance",
+    "ModularMeanFlow",
+    "FlowMatching",
+    "Regression",
+    "OBJECTIVES",
+    "make_objective",
+    "objective_from_config",
+    "sg_lambda",
+    "null_cond",
+]
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    """Unreduced result of an objective call.
+
+    Attributes:
+        loss: per-sample loss to minimise, shape ``(B,)`` (adaptively weighted where enabled).
+        mse: per-sample unweighted mean squared residual ``mean(Δ²)``, shape ``(B,)``.
+        lam: the λ used for this call.
+    """
+
+    loss: torch.Tensor
+    mse: torch.Tensor
+    lam: float
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance trained into the target (MeanFlow §4).
+
+    The conditional target velocity becomes ``ω v + κ u(z, t, t | c) + (1 - ω - κ) u(z, t, t | ∅)``
+    so that guided sampling stays one network evaluation; a fraction ``drop_prob`` of the batch is
+    trained unconditionally (with the plain target ``v``) to learn ``u(· | ∅)``.
+
+    Args:
+        omega: guidance scale ω (1 with κ = 0 means no guidance).
+        kappa: weight κ of the conditional prediction in the mix.
+        drop_prob: probability of dropping the condition for a sample.
+    """
+
+    omega: float = 1.0
+    kappa: float = 0.0
+    drop_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_range("guidance.omega", self.omega, 0.0, None)
+        check_range("guidance.kappa", self.kappa, 0.0, 1.0)
+        check_range("guidance.drop_prob", self.drop_prob, 0.0, 1.0)
+
+
+def sg_lambda(a: torch.Tensor, lam: float) -> torch.Tensor:
+    """``SG_λ(a) = λ a + (1 - λ) stopgrad(a)``: the value of ``a``, the gradient ``λ ∂a``."""
+    if lam == 1.0:
+        return a
+    if lam == 0.0:
+        return a.detach()
+    return lam * a + (1.0 - lam) * a.detach()
+
+
+def null_cond(cond: torch.Tensor) -> torch.Tensor:
+    """The "no condition" marker backbones understand: label -1, or a row of NaN."""
+    if cond.is_floating_point():
+        return torch.full_like(cond, float("nan"))
+    return torch.full_like(cond, -1)
+
+
+def _check_x(x: Any) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
+        raise InputError(f"x: expected a floating tensor of shape (B, ...), got {x!r:.80}")
+    check_finite("x", x)
+
+
+def _check_times(x: torch.Tensor, t: Any, r: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    b = x.shape[0]
+    if r is not None and t is None:
+        raise InputError("r: expected t to be given too when r is given, got t=None")
+    out = []
+    for name, val in (("t", t), ("r", t if r is None else r)):
+        val = torch.as_tensor(val, dtype=x.dtype, device=x.device)
+        if val.ndim == 0:
+            val = val.expand(b)
+        if val.shape != (b,):
+            raise InputError(f"{name}: expected shape ({b},) to match x, got {tuple(val.shape)}")
+        check_finite(name, val)
+        if bool(((val < 0) | (val > 1)).any()):
+            raise InputError(
+                f"{name}: expected values in [0, 1], got min {val.min().item():.4g} and "
+                f"max {val.max().item():.4g}"
+            )
+        out.append(val)
+    t, r = out
+    if bool((r > t).any()):
+        raise InputError("r: expected r <= t for every sample, got r > t for some")
+    return t, r
+
+
+def _acc(a: torch.Tensor) -> torch.Tensor:
+    """Cast to at least float32 (bf16/fp16 are too coarse for residuals and tangents)."""
+    return a if a.dtype == torch.float64 else a.float()
+
+
+def _fp32_region(device: torch.device):
+    """Disable autocast so the JVP runs in float32 (bf16 tangents are too coarse)."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return nullcontext()
+
+
+class _Objective:
+    """Shared plumbing: input checks, noise and time draws, guidance, reduction to LossOutput."""
+
+    name = "base"
+    sampling_mode = "mean"
+
+    def __init__(
+        self,
+        *,
+        time_sampler: Any = None,
+        adaptive_p: float = 0.0,
+        adaptive_c: float = 1e-3,
+        guidance: Guidance | dict | None = None,
+        check_inputs: bool = True,
+        **sampler_kwargs: Any,
+    ) -> None:
+        self.time_sampler = make_time_sampler(time_sampler, **sampler_kwargs)
+        self.adaptive_p = check_range("adaptive_p", adaptive_p, 0.0, None)
+        self.adaptive_c = check_range("adaptive_c", adaptive_c, 1e-12, None)
+        if isinstance(guidance, dict):
+            guidance = Guidance(**guidance)
+        if guidance is not None and not isinstance(guidance, Guidance):
+            raise InputError(f"guidance: expected a Guidance, a dict or None, got {guidance!r}")
+        self.guidance = guidance
+        self.check_inputs = check_inputs
+
+    # -- pieces -------------------------------------------------------------------------------
+    def _prepare(self, model, x, cond, t, r, noise) -> tuple:
+        if self.check_inputs:
+            _check_x(x)
+            check_batch_match("cond", cond, x.shape[0])
+            if noise is not None and tuple(noise.shape) != tuple(x.shape):
+                raise InputError(
+                    f"noise: expected shape {tuple(x.shape)} like x, got {tuple(noise.shape)}"
+                )
+        if t is None and r is not None:
+            raise InputError("r: expected t to be given too when r is given, got t=None")
+        if t is None:
+            ts: TimeSample = self.time_sampler(x.shape[0], x.device)
+            t, r = ts.t.to(x.dtype), ts.r.to(x.dtype)
+        elif self.check_inputs:
+            t, r = _check_times(x, t, r)
+        else:
+            r = t if r is None else r
+        if noise is None:
+            noise = torch.randn_like(x)
+        path = linear_path(x, noise, t)
+        cond_in, v = self._guide(model, path.z, t, path.v, cond)
+        return path.z, v, t, r, cond_in
+
+    def _guide(self, model, z, t, v, cond):
+        g = self.guidance
+        if g is None or cond is None:
+            return cond, v
+        null = null_cond(cond)
+        keep = torch.rand(z.shape[0], device=z.device) >= g.drop_prob
+        keep_c = keep.reshape(-1, *([1] * (cond.ndim - 1)))
+        cond_in = torch.where(keep_c, cond, null)
+        if g.omega == 1.0 and g.kappa == 0.0:
+            return cond_in, v
+        with torch.no_grad():
+            u_null = _acc(model(z, t, t, null))
+            mix = g.omega * v + (1.0 - g.omega - g.kappa) * u_null
+            if g.kappa:
+                mix = mix + g.kappa * _acc(model(z, t, t, cond))
+        return cond_in, torch.where(expand_time(keep, v), mix.to(v.dtype), v)
+
+    def _reduce(self, delta: torch.Tensor, lam: float) -> LossOutput:
+        sq = _acc(delta).square().flatten(1).sum(1)
+        mse = sq / delta[0].numel()
+        if self.adaptive_p > 0:
+            w = (sq.detach() + self.adaptive_c).pow(-self.adaptive_p)
+            return LossOutput(loss=w * sq, mse=mse.detach(), lam=lam)
+        return LossOutput(loss=sq, mse=mse.detach(), lam=lam)
+
+    def _base_config(self) -> dict[str, Any]:
+        ts = self.time_sampler
+        return {
+            "name": self.name,
+            "time_sampler": ts.config() if hasattr(ts, "config") else None,
+            "adaptive_p": self.adaptive_p,
+            "adaptive_c": self.adaptive_c,
+            "guidance": None if self.guidance is None else asdict(self.guidance),
+        }
+
+
+class ModularMeanFlow(_Objective):
+    """The MMF loss with gradient modulation SG_λ on the JVP term.
+
+    Args:
+        lam: λ as a number in ``[0, 1]``, a schedule name (``"linear"``, ``"cosine"``,
+            ``"step"``, ``"constant"``), a config dict, or a callable of the optimizer step.
+        lam_warmup: ``warmup_steps`` for a named warm-up schedule.
+        time_sampler: name, config dict, or callable ``(batch, device) -> TimeSample``;
+            ``None`` is logit-normal(-0.4, 1.0).
+        adaptive_p: power p of the adaptive weight (0 disables it).
+        adaptive_c: constant c of the adaptive weight.
+        ratio_r_neq_t: fraction of the batch with ``r != t`` when ``time_sampler`` is a name or
+            ``None``.
+        guidance: classifier-free guidance trained into the target.
+        check_inputs: validate ``x``, ``t``, ``r``, ``noise`` and ``cond`` on every call.
+
+    Example:
+        >>> obj = ModularMeanFlow(lam="linear", lam_warmup=1000)
+        >>> out = obj(model, x, step=250)   # out.loss, out.mse: (B,); out.lam == 0.25
+        >>> out.loss.mean().backward()
+
+    Only samples with ``r < t`` need the JVP (the term is multiplied by ``t - r``), so it is
+    computed on that subset alone; at λ = 0 it runs without building a graph.
+    """
+
+    name = "mmf"
+    sampling_mode = "mean"
+
+    def __init__(
+        self,
+        lam: Any = 0.0,
+        *,
+        lam_warmup: int | None = None,
+        time_sampler: Any = None,
+        adaptive_p: float = 1.0,
+        adaptive_c: float = 1e-3,
+        ratio_r_neq_t: float | None = None,
+        guidance: Guidance | dict | None = None,
+        check_inputs: bool = True,
+    ) -> None:
+        sk = {} if ratio_r_neq_t is None else {"ratio_r_neq_t": ratio_r_neq_t}
+        if time_sampler is not None and not isinstance(time_sampler, str) and sk:
+            raise InputError(
+                "ratio_r_neq_t: expected None when time_sampler is an instance or config "
+                f"(set it there), got {ratio_r_neq_t!r}"
+            )
+        super().__init__(
+            time_sampler=time_sampler,
+            adaptive_p=adaptive_p,
+            adaptive_c=adaptive_c,
+            guidance=guidance,
+            check_inputs=check_inputs,
+            **sk,
+        )
+        kw = {} if lam_warmup is None else {"warmup_steps": lam_warmup}
+        self.lam = make_schedule(lam, **kw)
+
+    def lam_at(self, step: int) -> float:
+        """λ at an optimizer step, checked to lie in ``[0, 1]``."""
+        lam = float(self.lam(step))
+        if not 0.0 <= lam <= 1.0:
+            raise InputError(f"lam: expected the schedule to give λ in [0, 1], got {lam} at {step}")
+        return lam
+
+    def __call__(
+        self,
+        model: Callable[..., torch.Tensor],
+        x: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        *,
+        step: int = 0,
+        t: torch.Tensor | float | None = None,
+        r: torch.Tensor | float | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> LossOutput:
+        """Per-sample MMF loss for a data batch ``x`` of shape ``(B, ...)``."""
+        lam = self.lam_at(step)
+        z, v, t, r, cond_in = self._prepare(model, x, cond, t, r, noise)
+        u = model(z, r, t, cond_in)
+        dudt = self.time_derivative(model, z, r, t, v, cond_in, lam=lam)
+        h = _acc(expand_time(t - r, u))
+        delta = _acc(u) + h * sg_lambda(dudt, lam).to(h.dtype) - _acc(v)
+        return self._reduce(delta, lam)
+
+    @staticmethod
+    def time_derivative(model, z, r, t, v, cond=None, *, lam: float = 0.0) -> torch.Tensor:
+        """``du/dt = v · ∂_z u + ∂_t u`` by one forward-mode JVP, zero where ``r == t``.
+
+        Runs in float32 with autocast disabled. With ``lam == 0`` no graph is built.
+        """
+        moving = t > r
+        n_moving = int(moving.sum())
+        out = _acc(torch.zeros_like(z))
+        if n_moving == 0:
+            return out
+        if n_moving < z.shape[0]:
+            idx = moving.nonzero().squeeze(1)
+            z, r, t, v = z[idx], r[idx], t[idx], v[idx]
+            cond = None if cond is None else cond[idx]
+        else:
+            idx = None
+
+        def f(z_, r_, t_):
+            return model(z_, r_, t_, cond)
+
+        grad_ctx = torch.no_grad() if lam == 0.0 else nullcontext()
+        with grad_ctx, _fp32_region(z.device):
+            primals = (_acc(z), _acc(r), _acc(t))
+            tangents = (_acc(v), torch.zeros_like(primals[1]), torch.ones_like(primals[2]))
+            _, dudt = jvp(f, primals, tangents)
+        dudt = _acc(dudt)
+        if idx is None:
+            return dudt
+        return out.index_copy(0, idx, dudt)
+
+    def config(self) -> dict[str, Any]:
+        lam = self.lam.config() if hasattr(self.lam, "config") else None
+        return {**self._base_config(), "lam": lam}
+
+
+class FlowMatching(_Objective):
+    """Flow matching on the same path: ``r = t`` for every sample, target ``v``.
+
+    The network is still called as ``u(z, r=t, t)``, so a flow-matching model is sampled with
+    Euler steps of the instantaneous velocity (``sampling_mode = "flow"``).
+    """
+
+    name = "fm"
+    sampling_mode = "flow"
+
+    def __init__(
+        self,
+        *,
+        time_sampler: Any = "uniform",
+        adaptive_p: float = 0.0,
+        adaptive_c: float = 1e-3,
+        guidance: Guidance | dict | None = None,
+        check_inputs: bool = True,
+    ) -> None:
+        super().__init__(
+            time_sampler=time_sampler,
+            adaptive_p=adaptive_p,
+            adaptive_c=adaptive_c,
+            guidance=guidance,
+            check_inputs=check_inputs,
+        )
+
+    def __call__(self, model, x, cond=None, *, step=0, t=None, r=None, noise=None) -> LossOutput:
+        """Per-sample flow-matching loss for a data batch ``x`` of shape ``(B, ...)``."""
+        z, v, t, _, cond_in = self._prepare(model, x, cond, t, None, noise)
+        u = model(z, t, t, cond_in)
+        return self._reduce(_acc(u) - _acc(v), 0.0)
+
+    def config(self) -> dict[str, Any]:
+        return self._base_config()
+
+
+class Regression:
+    """Deterministic regression ``cond -> x`` with the same backbone (a baseline).
+
+    The prediction is ``-u(0, r=0, t=1 | cond)``, which is exactly what the one-step sampler
+    returns for zero noise, so the same network and sampler serve both.
+    """
+
+    name = "regression"
+    sampling_mode = "regression"
+    guidance = None
+
+    def __init__(self, *, check_inputs: bool = True) -> None:
+        self.check_inputs = check_inputs
+
+    def __call__(self, model, x, cond=None, *, step=0, t=None, r=None, noise=None) -> LossOutput:
+        """Per-sample squared error of the regression for ``x`` of shape ``(B, ...)``."""
+        if self.check_inputs:
+            _check_x(x)
+            check_batch_match("cond", cond, x.shape[0])
+        b = x.shape[0]
+        zeros = torch.zeros(b, device=x.device, dtype=x.dtype)
+        pred = -model(torch.zeros_like(x), zeros, torch.ones_like(zeros), cond)
+        sq = (_acc(pred) - _acc(x)).square().flatten(1).sum(1)
+        return LossOutput(loss=sq, mse=(sq / x[0].numel()).detach(), lam=0.0)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+OBJECTIVES = {"mmf": ModularMeanFlow, "fm": FlowMatching, "regression": Regression}
+
+
+def make_objective(spec: Any = "mmf", **kwargs: Any):
+    """Build an objective from a name in ``OBJECTIVES`` (keyword arguments go to it) or pass an
+    instance through."""
+    if isinstance(spec, str):
+        check_choice("objective", spec, OBJECTIVES)
+        return OBJECTIVES[spec](**kwargs)
+    if callable(spec) and hasattr(spec, "sampling_mode"):
+        return spec
+    raise InputError(
+        f"objective: expected one of {sorted(OBJECTIVES)} or an objective instance, got {spec!r}"
+    )
+
+
+def objective_from_config(config: dict[str, Any]):
+    """Rebuild an objective from its ``config()`` dict."""
+    cfg = dict(config)
+    name = cfg.pop("name", None)
+    check_choice("objective config 'name'", name, OBJECTIVES)
+    if name == "regression":
+        return Regression()
+    if cfg.get("time_sampler") is None:
+        cfg.pop("time_sampler", None)
+    if name == "mmf" and cfg.get("lam") is None:
+        raise InputError("objective config: expected a 'lam' schedule config, got None")
+    return OBJECTIVES[name](**cfg)

@@ -1,0 +1,255 @@
+"""Checkpoints: tensors in safetensors, everything else in JSON, written atomically.
+
+A checkpoint is a folder ``ckpt_000100/`` holding ``weights.safetensors`` (model and EMA weights,
+the optimizer state flattened into tensors, RNG states as ``uint8`` tensors) and ``state.json``
+(config, step, history, metadata, and the non-tensor parts of the optimizer state). Nothing is
+ever unpickled on load, so a checkpoint from an untrusted source cannot run code.
+
+Writes go to a temporary folder beside the target, are flushed to disk, and are then renamed into
+place with ``os.replace``: a process killed mid-write leaves the previous checkpoint intact and at
+worst a stale ``.tmp-*`` folder, which the next write removes.
+
+Example:
+    >>> path = write_checkpoint("runs/a", 100, {"model.w": torch.ones(2)}, {"step": 100})
+    >>> ckpt = read_checkpoint(latest_checkpoint("runs/a"))
+    >>> ckpt.step, ckpt.tensors["model.w"]
+    (100, tensor([1., 1.]))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from meanflow_sci.errors import CheckpointError, InputError
+
+__all__ = [
+    "Checkpoint",
+    "WEIGHTS_FILE",
+    "STATE_FILE",
+    "checkpoint_name",
+    "prepare_checkpoint_dir",
+    "list_checkpoints",
+    "latest_checkpoint",
+    "write_checkpoint",
+    "read_checkpoint",
+    "flatten_optimizer_state",
+    "unflatten_optimizer_state",
+]
+
+WEIGHTS_FILE = "weights.safetensors"
+STATE_FILE = "state.json"
+FORMAT = "meanflow_sci.checkpoint/1"
+_CKPT_RE = re.compile(r"^ckpt_(\d+)$")
+_TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read back from disk.
+
+    Attributes:
+        path: the checkpoint folder.
+        step: the optimizer step it was written at.
+        tensors: name -> CPU tensor, as saved.
+        state: the JSON part (config, history, metadata, ...).
+    """
+
+    path: Path
+    step: int
+    tensors: dict[str, torch.Tensor]
+    state: dict[str, Any]
+
+
+def checkpoint_name(step: int) -> str:
+    """Folder name of the checkpoint at ``step`` (zero-padded so names sort by step)."""
+    return f"ckpt_{step:06d}"
+
+
+def prepare_checkpoint_dir(directory: str | os.PathLike) -> Path:
+    """Check ``directory`` can hold checkpoints and create it; return it as a Path.
+
+    Raises:
+        InputError: if the path exists and is not a folder.
+    """
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise InputError(
+            "checkpoint_dir: expected a folder (existing or new), "
+            f"got an existing file {str(path)!r}"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """Checkpoint folders in ``directory``, oldest first (temporary folders are ignored)."""
+    path = Path(directory)
+    if not path.is_dir():
+        return []
+    found = [
+        (int(m.group(1)), p) for p in path.iterdir() if p.is_dir() and (m := _CKPT_RE.match(p.name))
+    ]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The newest checkpoint folder in ``directory``, or None if there is none."""
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def _fsync(path: Path) -> None:
+    # Flushing the files and the folder makes the rename below durable across a power cut,
+    # not only across a killed process.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_files(folder: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    """Write the two files of a checkpoint into ``folder`` (a fresh temporary folder)."""
+    # safetensors refuses shared or non-contiguous storage: save independent CPU copies.
+    flat = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+    save_file(flat, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
+    (folder / STATE_FILE).write_text(json.dumps(state, indent=1, allow_nan=True))
+    for name in (WEIGHTS_FILE, STATE_FILE):
+        _fsync(folder / name)
+
+
+def write_checkpoint(
+    directory: str | os.PathLike,
+    step: int,
+    tensors: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    *,
+    keep_last: int = 0,
+    check_finite: tuple[str, ...] = (),
+) -> Path:
+    """Atomically write the checkpoint of ``step`` into ``directory``; return its folder.
+
+    Args:
+        directory: the checkpoint folder (created if missing).
+        step: optimizer step; the folder is named ``checkpoint_name(step)``.
+        tensors: name -> tensor (any device); saved as CPU copies.
+        state: JSON-able dict; ``"step"`` and ``"format"`` are added.
+        keep_last: keep only this many newest checkpoints (0 keeps all).
+        check_finite: name prefixes whose floating tensors must be finite.
+
+    Raises:
+        CheckpointError: if a tensor under ``check_finite`` holds NaN/Inf (nothing is written).
+    """
+    root = prepare_checkpoint_dir(directory)
+    for name, value in tensors.items():
+        if name.startswith(check_finite) and value.is_floating_point():
+            if not bool(torch.isfinite(value).all()):
+                raise CheckpointError(
+                    f"refusing to save checkpoint at step {step}: tensor {name!r} holds NaN/Inf"
+                )
+    for stale in root.glob(_TMP_PREFIX + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    final = root / checkpoint_name(step)
+    tmp = root / f"{_TMP_PREFIX}{final.name}-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        _write_files(tmp, tensors, {**state, "step": step, "format": FORMAT})
+        if final.exists():
+            # os.replace cannot replace a non-empty folder: move the old one aside first.
+            old = root / f"{_TMP_PREFIX}old-{final.name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if keep_last > 0:
+        for old in list_checkpoints(root)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint folder (or the newest checkpoint inside a checkpoint directory).
+
+    Raises:
+        CheckpointError: if the folder holds no checkpoint, or its files are truncated, foreign
+            (e.g. a pickle) or inconsistent.
+    """
+    path = Path(path)
+    if path.is_dir() and not (path / STATE_FILE).exists():
+        newest = latest_checkpoint(path)
+        if newest is not None:
+            path = newest
+    weights, state_file = path / WEIGHTS_FILE, path / STATE_FILE
+    if not path.is_dir() or not weights.is_file() or not state_file.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {str(path)!r}: "
+            f"expected a folder with {WEIGHTS_FILE} and {STATE_FILE}"
+        )
+    try:
+        state = json.loads(state_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{state_file}: not a valid JSON checkpoint state ({exc})") from exc
+    found = state.get("format") if isinstance(state, dict) else None
+    if found != FORMAT or "step" not in state:
+        raise CheckpointError(
+            f"{state_file}: expected a state with format {FORMAT!r} and a step; "
+            f"got {type(state).__name__} with format {found!r}"
+        )
+    try:
+        # load_file parses the header and memory-maps raw tensors: it never unpickles.
+        tensors = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{weights}: not a readable safetensors file (truncated or foreign?): {exc}"
+        ) from exc
+    return Checkpoint(path=path, step=int(state["step"]), tensors=tensors, state=state)
+
+
+def flatten_optimizer_state(
+    state_dict: dict[str, Any], prefix: str = "optim."
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into tensors and a JSON-able remainder.
+
+    Returns:
+        ``(tensors, meta)``: tensors named ``{prefix}{param_index}.{key}``; meta holds the param
+        groups and the non-tensor per-parameter entries.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in state_dict["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{prefix}{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    meta = {"param_groups": state_dict["param_groups"], "scalars": scalars}
+    return tensors, meta
+
+
+def unflatten_optimizer_state(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], prefix: str = "optim."
+) -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer_state`: a dict for ``optimizer.load_state_dict``."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix):
+            index, key = name[len(prefix) :].split(".", 1)
+            state.setdefault(int(index), {})[key] = value
+    for index, entry in meta.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(entry)
+    return {"state": state, "param_groups": meta["param_groups"]}

@@ -1,0 +1,229 @@
+"""The MMF objective checked against independent computations."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from meanflow_sci.core import (
+    FlowMatching,
+    Guidance,
+    ModularMeanFlow,
+    Regression,
+    make_objective,
+    objective_from_config,
+    sample,
+)
+from meanflow_sci.errors import InputError
+
+
+class LinearNet(nn.Module):
+    """u = W z + a t + b r: du/dt along tangents (v, 0, 1) is W v + a, known in closed form."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.W = nn.Parameter(torch.randn(d, d, generator=g, dtype=torch.float64) * 0.3)
+        self.a = nn.Parameter(torch.randn(d, generator=g, dtype=torch.float64))
+        self.b = nn.Parameter(torch.randn(d, generator=g, dtype=torch.float64))
+
+    def forward(self, x, r, t, cond=None):
+        return x @ self.W.T + t[:, None] * self.a + r[:, None] * self.b
+
+
+class SmallNet(nn.Module):
+    """A small nonlinear network of the backbone contract (vectors)."""
+
+    def __init__(self, d: int, hidden: int = 64, cond_dim: int = 0) -> None:
+        super().__init__()
+        self.cond_dim = cond_dim
+        self.net = nn.Sequential(
+            nn.Linear(d + 2 + cond_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
+            nn.SiLU(), nn.Linear(hidden, d),
+        )
+
+    def forward(self, x, r, t, cond=None):
+        parts = [x, t[:, None], (t - r)[:, None]]
+        if self.cond_dim:
+            c = torch.zeros(x.shape[0], self.cond_dim) if cond is None else cond
+            parts.append(torch.nan_to_num(c, nan=0.0))
+        return self.net(torch.cat(parts, dim=1))
+
+
+def _grads(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def _fixed_inputs(b=8, d=3, dtype=torch.float64):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(b, d, generator=g, dtype=dtype)
+    noise = torch.randn(b, d, generator=g, dtype=dtype)
+    t = torch.rand(b, generator=g, dtype=dtype)
+    r = t * torch.rand(b, generator=g, dtype=dtype)
+    r[:2] = t[:2]  # some samples on the diagonal r = t
+    return x, noise, t, r
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
+def test_sg_lambda_gradient_matches_hand_derivation(lam):
+    x, noise, t, r = _fixed_inputs()
+    model = LinearNet(3)
+    obj = ModularMeanFlow(lam=lam, adaptive_p=0.0)
+    out = obj(model, x, t=t, r=r, noise=noise)
+    got = _grads(model, out.loss.sum())
+
+    # Hand derivation: z = (1-t)x + t eps, v = eps - x, du/dt = W v + a.
+    with torch.no_grad():
+        W, a, b = model.W, model.a, model.b
+        tt, rr, h = t[:, None], r[:, None], (t - r)[:, None]
+        z = (1 - tt) * x + tt * noise
+        v = noise - x
+        delta = z @ W.T + tt * a + rr * b + h * (v @ W.T + a) - v
+        # d||Δ||²/dW = 2 Δ (z + λ h v)^T ; d/da = 2 Δ (t + λ h) ; d/db = 2 Δ r
+        gW = 2 * (delta[:, :, None] * (z + lam * h * v)[:, None, :]).sum(0)
+        ga = 2 * (delta * (tt + lam * h)).sum(0)
+        gb = 2 * (delta * rr).sum(0)
+    for g_got, g_ref in zip(got, [gW, ga, gb]):
+        torch.testing.assert_close(g_got, g_ref)
+    assert out.lam == lam
+    torch.testing.assert_close(out.loss, delta.square().sum(1))
+
+
+def test_gradient_is_affine_in_lambda_on_nonlinear_net():
+    torch.manual_seed(0)
+    x, noise, t, r = _fixed_inputs(dtype=torch.float32)
+    model = SmallNet(3)
+
+    def grads(lam):
+        out = ModularMeanFlow(lam=lam, adaptive_p=1.0)(model, x, t=t, r=r, noise=noise)
+        return _grads(model, out.loss.mean())
+
+    g0, g1, g5 = grads(0.0), grads(1.0), grads(0.5)
+    for a, b, c in zip(g0, g1, g5):
+        torch.testing.assert_close(c, a + 0.5 * (b - a), rtol=1e-4, atol=1e-6)
+    assert any((a - b).abs().max() > 1e-6 for a, b in zip(g0, g1)), "λ had no effect"
+
+
+def test_lambda_zero_equals_meanflow_stop_gradient_loss():
+    torch.manual_seed(0)
+    x, noise, t, r = _fixed_inputs(dtype=torch.float32)
+    model = SmallNet(3)
+    out = ModularMeanFlow(lam=0.0, adaptive_p=0.0)(model, x, t=t, r=r, noise=noise)
+    g_mmf = _grads(model, out.loss.sum())
+
+    # MeanFlow: u_tgt = sg(v - (t - r) du/dt) with du/dt from torch.autograd.functional.jvp.
+    z = (1 - t[:, None]) * x + t[:, None] * noise
+    v = noise - x
+    _, dudt = torch.autograd.functional.jvp(
+        lambda z_, r_, t_: model(z_, r_, t_), (z, r, t), (v, torch.zeros_like(r), torch.ones_like(t))
+    )
+    u_tgt = (v - (t - r)[:, None] * dudt).detach()
+    ref = (model(z, r, t) - u_tgt).square().sum(1)
+    torch.testing.assert_close(out.loss, ref, rtol=1e-5, atol=1e-6)
+    g_ref = _grads(model, ref.sum())
+    for a, b in zip(g_mmf, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_adaptive_weight_and_unweighted_mse():
+    x, noise, t, r = _fixed_inputs(dtype=torch.float32)
+    model = SmallNet(3)
+    plain = ModularMeanFlow(adaptive_p=0.0)(model, x, t=t, r=r, noise=noise)
+    weighted = ModularMeanFlow(adaptive_p=1.0, adaptive_c=0.01)(model, x, t=t, r=r, noise=noise)
+    torch.testing.assert_close(weighted.mse, plain.mse)
+    torch.testing.assert_close(plain.mse, plain.loss / 3)
+    torch.testing.assert_close(weighted.loss, plain.loss.detach() / (plain.loss.detach() + 0.01))
+
+
+def test_diagonal_r_equals_t_is_flow_matching():
+    x, noise, t, _ = _fixed_inputs(dtype=torch.float32)
+    model = SmallNet(3)
+    mmf = ModularMeanFlow(lam=1.0, adaptive_p=0.0)(model, x, t=t, r=t, noise=noise)
+    fm = FlowMatching()(model, x, t=t, noise=noise)
+    torch.testing.assert_close(mmf.loss, fm.loss)
+
+
+def test_deterministic_given_t_r_noise_and_random_otherwise():
+    x, noise, t, r = _fixed_inputs(dtype=torch.float32)
+    model = SmallNet(3)
+    obj = ModularMeanFlow()
+    a = obj(model, x, t=t, r=r, noise=noise).loss
+    b = obj(model, x, t=t, r=r, noise=noise).loss
+    assert torch.equal(a, b)
+    assert not torch.equal(obj(model, x).loss, obj(model, x).loss)
+
+
+def test_guidance_trained_into_target_changes_loss_only_with_cond():
+    torch.manual_seed(0)
+    x, noise, t, r = _fixed_inputs(dtype=torch.float32)
+    cond = torch.randn(x.shape[0], 2)
+    model = SmallNet(3, cond_dim=2)
+    plain = ModularMeanFlow()(model, x, cond, t=t, r=r, noise=noise)
+    torch.manual_seed(1)
+    guided = ModularMeanFlow(guidance=Guidance(omega=2.0, drop_prob=0.0))(
+        model, x, cond, t=t, r=r, noise=noise
+    )
+    assert not torch.allclose(plain.mse, guided.mse)
+    # ω = 1, κ = 0 and no dropout is exactly the unguided objective.
+    same = ModularMeanFlow(guidance=Guidance(omega=1.0, drop_prob=0.0))(
+        model, x, cond, t=t, r=r, noise=noise
+    )
+    torch.testing.assert_close(same.loss, plain.loss)
+
+
+def test_regression_objective_matches_zero_noise_sampler():
+    x, *_ = _fixed_inputs(dtype=torch.float32)
+    model = SmallNet(3)
+    out = Regression()(model, x)
+    pred = sample(model, torch.zeros_like(x), mode="regression")
+    torch.testing.assert_close(out.loss, (pred - x).square().sum(1))
+
+
+def test_config_round_trip():
+    for obj in [
+        ModularMeanFlow(lam="cosine", lam_warmup=7, time_sampler="uniform", ratio_r_neq_t=0.5),
+        ModularMeanFlow(lam=0.3, guidance=Guidance(omega=1.5)),
+        FlowMatching(),
+        Regression(),
+    ]:
+        again = objective_from_config(obj.config())
+        assert again.config() == obj.config()
+        assert again.sampling_mode == obj.sampling_mode
+    assert make_objective("fm").sampling_mode == "flow"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"t": 1.5}, "t: expected values in \\[0, 1\\]"),
+        ({"t": -0.1}, "t: expected values in \\[0, 1\\]"),
+        ({"t": 0.3, "r": 0.5}, "r: expected r <= t"),
+        ({"r": 0.5}, "r: expected t to be given"),
+    ],
+)
+def test_bad_times_raise(kwargs, match):
+    x = torch.randn(4, 3)
+    with pytest.raises(InputError, match=match):
+        ModularMeanFlow()(SmallNet(3), x, **kwargs)
+
+
+def test_bad_inputs_raise():
+    model = SmallNet(3)
+    x = torch.randn(4, 3)
+    with pytest.raises(InputError, match="cond: expected a leading batch dimension of 4"):
+        ModularMeanFlow()(model, x, torch.randn(5, 2))
+    bad = x.clone()
+    bad[0, 0] = math.nan
+    with pytest.raises(InputError, match="x: expected finite values"):
+        ModularMeanFlow()(model, bad)
+    with pytest.raises(InputError, match="lam: expected a value in \\[0, 1\\]"):
+        ModularMeanFlow(lam=1.5)
+    with pytest.raises(InputError, match="lam: expected the schedule to give"):
+        ModularMeanFlow(lam=lambda step: 2.0)(model, x)
+    with pytest.raises(InputError, match="objective: expected one of"):
+        make_objective("diffusion")
+    with pytest.raises(InputError, match="noise: expected shape"):
+        ModularMeanFlow()(model, x, noise=torch.randn(4, 2))
