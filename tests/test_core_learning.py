@@ -22,7 +22,10 @@ class AffineInZ(nn.Module):
     def __init__(self, hidden: int = 64) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(2, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(2, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
             nn.Linear(hidden, 2),
         )
 
@@ -53,7 +56,7 @@ def _mu_sigma(t):
 def _true_velocity(z, t):
     mu, sig = _mu_sigma(t)
     dmu = -M
-    dsig = ((t - (1 - t) * S**2)) / sig
+    dsig = (t - (1 - t) * S**2) / sig
     return dmu + dsig / sig * (z - mu)
 
 

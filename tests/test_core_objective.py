@@ -39,8 +39,11 @@ class SmallNet(nn.Module):
         super().__init__()
         self.cond_dim = cond_dim
         self.net = nn.Sequential(
-            nn.Linear(d + 2 + cond_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
-            nn.SiLU(), nn.Linear(hidden, d),
+            nn.Linear(d + 2 + cond_dim, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, d),
         )
 
     def forward(self, x, r, t, cond=None):
@@ -118,7 +121,9 @@ def test_lambda_zero_equals_meanflow_stop_gradient_loss():
     z = (1 - t[:, None]) * x + t[:, None] * noise
     v = noise - x
     _, dudt = torch.autograd.functional.jvp(
-        lambda z_, r_, t_: model(z_, r_, t_), (z, r, t), (v, torch.zeros_like(r), torch.ones_like(t))
+        lambda z_, r_, t_: model(z_, r_, t_),
+        (z, r, t),
+        (v, torch.zeros_like(r), torch.ones_like(t)),
     )
     u_tgt = (v - (t - r)[:, None] * dudt).detach()
     ref = (model(z, r, t) - u_tgt).square().sum(1)

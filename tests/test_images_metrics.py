@@ -20,7 +20,21 @@ from meanflow_sci.tasks.images import (
     save_panels,
 )
 
-TINY = DigitClassifierConfig(width=8, feature_dim=16, epochs=2, batch_size=128)
+TINY = DigitClassifierConfig(width=8, feature_dim=16, epochs=3, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    """A cache folder holding one tiny classifier, trained once for this file's tests."""
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("classifier_cache")
+    digit_classifier(config=TINY, cache=folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_cache):
+    return digit_classifier(config=TINY, cache=tiny_cache)
 
 
 def test_frechet_distance_matches_closed_form_for_gaussians():
@@ -44,8 +58,8 @@ def test_precision_recall_separates_fidelity_and_diversity():
         precision_recall(real[:3], real[:3], k=3)
 
 
-def test_metric_zero_against_itself_and_grows_with_noise(tmp_path):
-    ex = digit_classifier(config=TINY, cache=tmp_path)
+def test_metric_zero_against_itself_and_grows_with_noise(tiny):
+    ex = tiny
     real = load_digits().images[:400]
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn(real.shape, generator=gen)
@@ -60,24 +74,31 @@ def test_metric_zero_against_itself_and_grows_with_noise(tmp_path):
     assert m.extractor_accuracy == ex.test_accuracy
 
 
-def test_classifier_is_cached_and_reports_accuracy(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEANFLOW_SCI_CACHE", str(tmp_path))
-    first = digit_classifier(config=TINY)
-    assert first.path is not None and first.path.parent == tmp_path and first.path.is_file()
-    assert 0.5 < first.test_accuracy <= 1.0  # two epochs already beat chance (0.1) by far
-    second = digit_classifier(config=TINY)  # loaded, not retrained: identical weights
-    for p, q in zip(first.model.parameters(), second.model.parameters(), strict=True):
+def test_classifier_is_cached_and_reports_accuracy(tiny, tiny_cache, tmp_path, monkeypatch):
+    from meanflow_sci.tasks.images import metrics
+
+    assert tiny.path is not None and tiny.path.parent == tiny_cache and tiny.path.is_file()
+    assert 0.5 < tiny.test_accuracy <= 1.0  # three short epochs beat chance (0.1) by far
+    # Loading never trains: make training fail loudly, then load from the env-var cache folder.
+    monkeypatch.setattr(metrics, "_train_digit_classifier", lambda cfg: pytest.fail("retrained"))
+    monkeypatch.setenv("MEANFLOW_SCI_CACHE", str(tiny_cache))
+    second = digit_classifier(config=TINY)
+    for p, q in zip(tiny.model.parameters(), second.model.parameters(), strict=True):
         assert torch.equal(p, q)
-    assert second.test_accuracy == first.test_accuracy
-    # A damaged cache file is rebuilt rather than trusted.
-    first.path.write_bytes(b"garbage")
+    assert second.test_accuracy == tiny.test_accuracy
+    # A damaged cache file is rebuilt rather than trusted (training stubbed to stay fast).
+    bad = tmp_path / tiny.path.name
+    bad.write_bytes(b"garbage")
+    fake = metrics.DigitClassifier(TINY.width, TINY.feature_dim)
+    monkeypatch.setattr(metrics, "_train_digit_classifier", lambda cfg: (fake, 0.5, 359))
     with pytest.warns(UserWarning, match="unreadable"):
-        third = digit_classifier(config=TINY)
-    assert third.test_accuracy == pytest.approx(first.test_accuracy)
+        third = digit_classifier(config=TINY, cache=tmp_path)
+    assert third.test_accuracy == 0.5 and third.path == bad
+    assert digit_classifier(config=TINY, cache=tmp_path).test_accuracy == 0.5  # rewritten
 
 
-def test_label_accuracy_and_wrong_channels(tmp_path):
-    ex = digit_classifier(config=TINY, cache=tmp_path)
+def test_label_accuracy_and_wrong_channels(tiny):
+    ex = tiny
     data = load_digits(size=16)
     m = evaluate_images(data.images, data.images, extractor=ex, fake_labels=data.labels)
     assert m.label_accuracy == pytest.approx(ex.test_accuracy, abs=0.15)

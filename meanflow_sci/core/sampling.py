@@ -25,7 +25,9 @@ def uniform_time_grid(steps: int, *, device=None, dtype=torch.float32) -> torch.
 def _check_grid(grid: Sequence[float] | torch.Tensor, device, dtype) -> torch.Tensor:
     g = torch.as_tensor(grid, device=device, dtype=dtype)
     if g.ndim != 1 or g.numel() < 2:
-        raise InputError(f"time_grid: expected a 1-D grid of at least 2 times, got {tuple(g.shape)}")
+        raise InputError(
+            f"time_grid: expected a 1-D grid of at least 2 times, got {tuple(g.shape)}"
+        )
     if not (float(g[0]) == 1.0 and float(g[-1]) == 0.0 and bool((g[1:] < g[:-1]).all())):
         raise InputError(
             "time_grid: expected strictly decreasing times from 1 to 0, "

@@ -91,7 +91,11 @@ class StepWarmup:
 
     def __post_init__(self) -> None:
         _check_warmup(self.warmup_steps)
-        if isinstance(self.n_levels, bool) or not isinstance(self.n_levels, int) or self.n_levels < 1:
+        if (
+            isinstance(self.n_levels, bool)
+            or not isinstance(self.n_levels, int)
+            or self.n_levels < 1
+        ):
             raise InputError(f"n_levels: expected an integer >= 1, got {self.n_levels!r}")
 
     def __call__(self, step: int) -> float:
@@ -122,7 +126,9 @@ def make_schedule(spec: Any, **kwargs: Any) -> Callable[[int], float]:
         0.5
     """
     if isinstance(spec, bool):
-        raise InputError(f"lam: expected a number in [0, 1], a schedule name or a callable, got {spec!r}")
+        raise InputError(
+            f"lam: expected a number in [0, 1], a schedule name or a callable, got {spec!r}"
+        )
     if isinstance(spec, (int, float)):
         return ConstantSchedule(float(spec))
     if isinstance(spec, dict):

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from meanflow_sci.errors import check_positive_int
 from meanflow_sci.nn.embeddings import (
-    CondEmbedding,
-    TimeEmbedding,
-    check_backbone_inputs,
+    BackboneEmbedding,
     check_cond_config,
 )
+from meanflow_sci.nn.layers import LayerNorm, Linear, silu
 
 __all__ = ["MLPConfig", "MLP"]
 
@@ -51,15 +49,15 @@ class _FiLMBlock(nn.Module):
 
     def __init__(self, hidden: int, emb_dim: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(hidden, elementwise_affine=False)
-        self.film = nn.Linear(emb_dim, 2 * hidden)
-        self.fc1 = nn.Linear(hidden, hidden)
-        self.fc2 = nn.Linear(hidden, hidden)
+        self.norm = LayerNorm(hidden, elementwise_affine=False)
+        self.film = Linear(emb_dim, 2 * hidden)
+        self.fc1 = Linear(hidden, hidden)
+        self.fc2 = Linear(hidden, hidden)
 
     def forward(self, h: Tensor, emb: Tensor) -> Tensor:
         scale, shift = self.film(emb).chunk(2, dim=-1)
         y = self.norm(h) * (1 + scale) + shift
-        y = self.fc2(F.silu(self.fc1(F.silu(y))))
+        y = self.fc2(silu(self.fc1(silu(y))))
         return h + y
 
 
@@ -88,34 +86,19 @@ class MLP(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.time_emb = TimeEmbedding(c.emb_dim)
-        self.cond_emb = CondEmbedding(c.emb_dim, c.cond_dim, c.num_classes)
-        self.inp = nn.Linear(c.dim, c.hidden)
+        self.embed = BackboneEmbedding(c.emb_dim, c.cond_dim, c.num_classes)
+        self.inp = Linear(c.dim, c.hidden)
         self.blocks = nn.ModuleList(_FiLMBlock(c.hidden, c.emb_dim) for _ in range(c.depth))
-        self.out_norm = nn.LayerNorm(c.hidden)
-        self.out = nn.Linear(c.hidden, c.dim)
+        self.out_norm = LayerNorm(c.hidden)
+        self.out = Linear(c.hidden, c.dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: Tensor, r: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         """Average velocity ``u(x, r, t | cond)``, shaped like ``x``."""
-        check_backbone_inputs(
-            x,
-            r,
-            t,
-            ndim=2,
-            layout=f"(B, {self.config.dim})",
-            cond_emb=self.cond_emb,
-            cond=cond,
-            channel_axis=1,
-            channels=self.config.dim,
-        )
-        emb = self.time_emb(r, t)
-        c = self.cond_emb(cond, x.shape[0])
-        if c is not None:
-            emb = emb + c
-        emb = F.silu(emb)
+        self.embed.check(x, r, t, cond, (self.config.dim,))
+        emb = self.embed(r, t, cond, x.shape[0])
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, emb)
-        return self.out(F.silu(self.out_norm(h)))
+        return self.out(silu(self.out_norm(h)))

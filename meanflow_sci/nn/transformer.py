@@ -13,17 +13,15 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from meanflow_sci.errors import InputError, check_positive_int, check_range
 from meanflow_sci.nn.embeddings import (
-    CondEmbedding,
-    TimeEmbedding,
-    check_backbone_inputs,
+    BackboneEmbedding,
     check_cond_config,
 )
+from meanflow_sci.nn.layers import GELU, LayerNorm, Linear
 
 __all__ = ["Transformer1DConfig", "Transformer1D", "math_attention", "RMSNorm"]
 
@@ -106,19 +104,17 @@ class _Block(nn.Module):
     def __init__(self, width: int, heads: int, mlp_ratio: float) -> None:
         super().__init__()
         self.heads = heads
-        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.qkv = nn.Linear(width, 3 * width)
+        self.norm1 = LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.qkv = Linear(width, 3 * width)
         self.q_norm = RMSNorm(width // heads)
         self.k_norm = RMSNorm(width // heads)
-        self.proj = nn.Linear(width, width)
-        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.proj = Linear(width, width)
+        self.norm2 = LayerNorm(width, elementwise_affine=False, eps=1e-6)
         hidden = max(1, int(width * mlp_ratio))
-        self.mlp = nn.Sequential(
-            nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width)
-        )
+        self.mlp = nn.Sequential(Linear(width, hidden), GELU(), Linear(hidden, width))
         # adaLN-zero: shift, scale, gate for attention and MLP; zero so each block starts as
         # the identity.
-        self.ada = nn.Linear(width, 6 * width)
+        self.ada = Linear(width, 6 * width)
         nn.init.zeros_(self.ada.weight)
         nn.init.zeros_(self.ada.bias)
 
@@ -158,43 +154,28 @@ class Transformer1D(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.time_emb = TimeEmbedding(c.width)
-        self.cond_emb = CondEmbedding(c.width, c.cond_dim, c.num_classes)
-        self.inp = nn.Linear(c.channels, c.width)
+        self.embed = BackboneEmbedding(c.width, c.cond_dim, c.num_classes)
+        self.inp = Linear(c.channels, c.width)
         # Fixed table, not saved: checkpoints stay independent of max_len.
         self.register_buffer("pos", sincos_table(c.max_len, c.width), persistent=False)
         self.blocks = nn.ModuleList(_Block(c.width, c.heads, c.mlp_ratio) for _ in range(c.depth))
-        self.out_norm = nn.LayerNorm(c.width, elementwise_affine=False, eps=1e-6)
-        self.out_ada = nn.Linear(c.width, 2 * c.width)
-        self.out = nn.Linear(c.width, c.channels)
+        self.out_norm = LayerNorm(c.width, elementwise_affine=False, eps=1e-6)
+        self.out_ada = Linear(c.width, 2 * c.width)
+        self.out = Linear(c.width, c.channels)
         for layer in (self.out_ada, self.out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor, r: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         """Average velocity ``u(x, r, t | cond)``, shaped like ``x``."""
-        check_backbone_inputs(
-            x,
-            r,
-            t,
-            ndim=3,
-            layout=f"(B, T, {self.config.channels})",
-            cond_emb=self.cond_emb,
-            cond=cond,
-            channel_axis=2,
-            channels=self.config.channels,
-        )
+        self.embed.check(x, r, t, cond, ("T", self.config.channels))
         length = x.shape[1]
         if length > self.config.max_len:
             raise InputError(
                 f"x: expected at most max_len={self.config.max_len} time steps, got shape "
                 f"{tuple(x.shape)}"
             )
-        emb = self.time_emb(r, t)
-        c = self.cond_emb(cond, x.shape[0])
-        if c is not None:
-            emb = emb + c
-        emb = F.silu(emb)
+        emb = self.embed(r, t, cond, x.shape[0])
         h = self.inp(x) + self.pos[:length].to(x.dtype)
         for block in self.blocks:
             h = block(h, emb)

@@ -15,11 +15,10 @@ from torch import Tensor, nn
 
 from meanflow_sci.errors import InputError, check_positive_int
 from meanflow_sci.nn.embeddings import (
-    CondEmbedding,
-    TimeEmbedding,
-    check_backbone_inputs,
+    BackboneEmbedding,
     check_cond_config,
 )
+from meanflow_sci.nn.layers import Conv1d, ConvTranspose1d, GroupNorm, Linear, mish
 
 __all__ = ["UNet1DConfig", "UNet1D"]
 
@@ -71,11 +70,11 @@ class UNet1DConfig:
 class _ConvBlock(nn.Module):
     def __init__(self, cin: int, cout: int, kernel_size: int, n_groups: int) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(cin, cout, kernel_size, padding=kernel_size // 2)
-        self.norm = nn.GroupNorm(n_groups, cout)
+        self.conv = Conv1d(cin, cout, kernel_size, padding=kernel_size // 2)
+        self.norm = GroupNorm(n_groups, cout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.mish(self.norm(self.conv(x)))
+        return mish(self.norm(self.conv(x)))
 
 
 class _ResBlock(nn.Module):
@@ -85,8 +84,8 @@ class _ResBlock(nn.Module):
         super().__init__()
         self.block1 = _ConvBlock(cin, cout, kernel_size, n_groups)
         self.block2 = _ConvBlock(cout, cout, kernel_size, n_groups)
-        self.film = nn.Linear(emb_dim, 2 * cout)
-        self.skip = nn.Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.film = Linear(emb_dim, 2 * cout)
+        self.skip = Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         scale, shift = self.film(emb)[:, :, None].chunk(2, dim=1)
@@ -120,8 +119,7 @@ class UNet1D(nn.Module):
         self.config = config
         c = config
         k, g, e = c.kernel_size, c.n_groups, c.emb_dim
-        self.time_emb = TimeEmbedding(e)
-        self.cond_emb = CondEmbedding(e, c.cond_dim, c.num_classes)
+        self.embed = BackboneEmbedding(e, c.cond_dim, c.num_classes)
         dims = (c.channels, *c.down_dims)
         pairs = list(zip(dims[:-1], dims[1:], strict=True))
         self.down = nn.ModuleList()
@@ -132,7 +130,7 @@ class UNet1D(nn.Module):
                     [
                         _ResBlock(cin, cout, e, k, g),
                         _ResBlock(cout, cout, e, k, g),
-                        nn.Identity() if last else nn.Conv1d(cout, cout, 3, stride=2, padding=1),
+                        nn.Identity() if last else Conv1d(cout, cout, 3, stride=2, padding=1),
                     ]
                 )
             )
@@ -145,35 +143,21 @@ class UNet1D(nn.Module):
                     [
                         _ResBlock(2 * cout, cin, e, k, g),
                         _ResBlock(cin, cin, e, k, g),
-                        nn.ConvTranspose1d(cin, cin, 4, stride=2, padding=1),
+                        ConvTranspose1d(cin, cin, 4, stride=2, padding=1),
                     ]
                 )
             )
         start = c.down_dims[0]
-        self.final = nn.Sequential(_ConvBlock(start, start, k, g), nn.Conv1d(start, c.channels, 1))
+        self.final = nn.Sequential(_ConvBlock(start, start, k, g), Conv1d(start, c.channels, 1))
         nn.init.zeros_(self.final[-1].weight)
         nn.init.zeros_(self.final[-1].bias)
         self._multiple = 2 ** (len(pairs) - 1)
 
     def forward(self, x: Tensor, r: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         """Average velocity ``u(x, r, t | cond)``, shaped like ``x``."""
-        check_backbone_inputs(
-            x,
-            r,
-            t,
-            ndim=3,
-            layout=f"(B, T, {self.config.channels})",
-            cond_emb=self.cond_emb,
-            cond=cond,
-            channel_axis=2,
-            channels=self.config.channels,
-        )
+        self.embed.check(x, r, t, cond, ("T", self.config.channels))
         length = x.shape[1]
-        emb = self.time_emb(r, t)
-        c = self.cond_emb(cond, x.shape[0])
-        if c is not None:
-            emb = emb + c
-        emb = F.silu(emb)
+        emb = self.embed(r, t, cond, x.shape[0])
 
         h = rearrange(x, "b t d -> b d t")
         pad = -length % self._multiple

@@ -11,12 +11,11 @@ from torch import Tensor, nn
 
 from meanflow_sci.errors import InputError, check_positive_int, check_range
 from meanflow_sci.nn.embeddings import (
-    CondEmbedding,
-    TimeEmbedding,
-    check_backbone_inputs,
+    BackboneEmbedding,
     check_cond_config,
     group_count,
 )
+from meanflow_sci.nn.layers import Conv2d, GroupNorm, Linear, silu
 from meanflow_sci.nn.transformer import RMSNorm, math_attention
 
 __all__ = ["UNet2DConfig", "UNet2D"]
@@ -82,21 +81,21 @@ class _ResBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(group_count(cin), cin)
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.film = nn.Linear(emb_dim, 2 * cout)
-        self.norm2 = nn.GroupNorm(group_count(cout), cout)
+        self.norm1 = GroupNorm(group_count(cin), cin)
+        self.conv1 = Conv2d(cin, cout, 3, padding=1)
+        self.film = Linear(emb_dim, 2 * cout)
+        self.norm2 = GroupNorm(group_count(cout), cout)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv2 = Conv2d(cout, cout, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.skip = Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv1(silu(self.norm1(x)))
         scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
         h = self.norm2(h) * (1 + scale) + shift
-        h = self.conv2(self.dropout(F.silu(h)))
+        h = self.conv2(self.dropout(silu(h)))
         return h + self.skip(x)
 
 
@@ -106,11 +105,11 @@ class _Attention(nn.Module):
     def __init__(self, ch: int) -> None:
         super().__init__()
         self.heads = max(1, ch // 64) if ch % 64 == 0 else 1
-        self.norm = nn.GroupNorm(group_count(ch), ch)
-        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.norm = GroupNorm(group_count(ch), ch)
+        self.qkv = Conv2d(ch, 3 * ch, 1)
         self.q_norm = RMSNorm(ch // self.heads)
         self.k_norm = RMSNorm(ch // self.heads)
-        self.proj = nn.Conv2d(ch, ch, 1)
+        self.proj = Conv2d(ch, ch, 1)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
@@ -150,11 +149,10 @@ class UNet2D(nn.Module):
         self.config = config
         c = config
         emb_dim = 4 * c.base
-        self.time_emb = TimeEmbedding(emb_dim)
-        self.cond_emb = CondEmbedding(emb_dim, c.cond_dim, c.num_classes)
+        self.embed = BackboneEmbedding(emb_dim, c.cond_dim, c.num_classes)
         sizes = c.level_sizes()
         levels = len(c.channel_mults)
-        self.conv_in = nn.Conv2d(c.in_channels, c.base, 3, padding=1)
+        self.conv_in = Conv2d(c.in_channels, c.base, 3, padding=1)
 
         # Down path: record the width of every tensor pushed onto the skip stack.
         self.down = nn.ModuleList()
@@ -168,7 +166,7 @@ class UNet2D(nn.Module):
                 ch = out
                 skip_widths.append(ch)
             if i < levels - 1:
-                self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+                self.down.append(Conv2d(ch, ch, 3, stride=2, padding=1))
                 skip_widths.append(ch)
 
         self.mid = nn.ModuleList(
@@ -190,11 +188,11 @@ class UNet2D(nn.Module):
                 self.up.append(
                     nn.Sequential(
                         nn.Upsample(scale_factor=2.0, mode="nearest"),
-                        nn.Conv2d(ch, ch, 3, padding=1),
+                        Conv2d(ch, ch, 3, padding=1),
                     )
                 )
-        self.out_norm = nn.GroupNorm(group_count(ch), ch)
-        self.conv_out = nn.Conv2d(ch, c.in_channels, 3, padding=1)
+        self.out_norm = GroupNorm(group_count(ch), ch)
+        self.conv_out = Conv2d(ch, c.in_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
         self._multiple = 2 ** (levels - 1)
@@ -207,23 +205,9 @@ class UNet2D(nn.Module):
 
     def forward(self, x: Tensor, r: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         """Average velocity ``u(x, r, t | cond)``, shaped like ``x``."""
-        check_backbone_inputs(
-            x,
-            r,
-            t,
-            ndim=4,
-            layout=f"(B, {self.config.in_channels}, H, W)",
-            cond_emb=self.cond_emb,
-            cond=cond,
-            channel_axis=1,
-            channels=self.config.in_channels,
-        )
+        self.embed.check(x, r, t, cond, (self.config.in_channels, "H", "W"))
         height, width = x.shape[2], x.shape[3]
-        emb = self.time_emb(r, t)
-        c = self.cond_emb(cond, x.shape[0])
-        if c is not None:
-            emb = emb + c
-        emb = F.silu(emb)
+        emb = self.embed(r, t, cond, x.shape[0])
 
         pad_h, pad_w = -height % self._multiple, -width % self._multiple
         h = F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
@@ -246,7 +230,7 @@ class UNet2D(nn.Module):
                     h = part(h, emb)
             else:
                 h = module(h)
-        h = self.conv_out(F.silu(self.out_norm(h)))
+        h = self.conv_out(silu(self.out_norm(h)))
         if pad_h or pad_w:
             h = h[:, :, :height, :width]
         return h

@@ -33,7 +33,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from meanflow_sci.errors import InputError, check_positive_int
-from meanflow_sci.tasks.control.envs import env_dims, make_env
+from meanflow_sci.tasks.control.envs import env_dims, env_info, make_env
 from meanflow_sci.tasks.control.experts import Expert, make_expert
 
 __all__ = ["collect", "load_dataset", "check_dataset", "episode_returns"]
@@ -94,7 +94,8 @@ def collect(
         seed: Base seed.
         max_steps: Cut episodes at this many steps (default: the env's time limit).
         progress: Show a progress bar over episodes.
-        expert_kwargs: Knobs for a named expert (e.g. ``{"gain_jitter": 0.3}``).
+        expert_kwargs: Knobs for a named expert (e.g. ``{"gain_jitter": 0.3}``); with
+            ``expert="auto"`` and None, the registry's ``EnvInfo.expert_kwargs``.
         **env_kwargs: Passed to ``gym.make`` (e.g. ``xml_file=``).
 
     Returns:
@@ -108,6 +109,8 @@ def collect(
         check_positive_int("max_steps", max_steps)
     env = make_env(env_id, **env_kwargs)
     try:
+        if expert == "auto" and expert_kwargs is None:
+            expert_kwargs = env_info(env_id).expert_kwargs
         ex = make_expert(expert, env, **(expert_kwargs or {}))
         obs_dim, act_dim = env_dims(env)
         episodes = []

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -51,23 +51,37 @@ class EnvInfo:
         success: ``success(last_obs, length, terminated, max_steps) -> bool`` or None where the
             task has no notion of success.
         description: One line for listings.
+        expert_kwargs: Knobs ``collect(expert="auto")`` gives the default expert: the diversity
+            that makes demonstrations cover more than one trajectory (gain jitter, noise).
     """
 
     env_id: str
     expert: str
     success: SuccessFn | None = None
     description: str = ""
+    expert_kwargs: dict = field(default_factory=dict)
 
 
 ENVS: dict[str, EnvInfo] = {
     "InvertedPendulum-v5": EnvInfo(
-        "InvertedPendulum-v5", "lqr", _survived, "cart-pole balance; obs 4, act 1, 1000 steps"
+        "InvertedPendulum-v5",
+        "lqr",
+        _survived,
+        "cart-pole balance; obs 4, act 1, 1000 steps",
+        {"gain_jitter": 0.3, "action_noise": 0.1},
     ),
     "InvertedDoublePendulum-v5": EnvInfo(
-        "InvertedDoublePendulum-v5", "lqr", _survived, "double pendulum; obs 9, act 1, 1000 steps"
+        "InvertedDoublePendulum-v5",
+        "lqr",
+        _survived,
+        "double pendulum; obs 9, act 1, 1000 steps",
+        {"gain_jitter": 0.3, "action_noise": 0.05},
     ),
     "Reacher-v5": EnvInfo(
-        "Reacher-v5", "reacher", _reached, "two-link arm to a random target; obs 10, act 2, 50 steps"
+        "Reacher-v5",
+        "reacher",
+        _reached,
+        "two-link arm to a random target; obs 10, act 2, 50 steps",
     ),
     "HalfCheetah-v5": EnvInfo(
         "HalfCheetah-v5", "mppi", None, "planar runner; obs 17, act 6, 1000 steps"

@@ -69,17 +69,21 @@ def _run_expert(
     max_steps: int | None,
     progress: bool,
     env_kwargs: dict,
+    record: int = 0,
 ) -> dict:
     env = make_env(env_id, **env_kwargs)
     try:
         ex = make_expert(expert, env)
         limit = _time_limit(env, max_steps)
         returns, lengths, success, finals, times = [], [], [], [], []
+        traj: list[list] = [[] for _ in range(min(record, n_episodes))]
         for i in tqdm(range(n_episodes), desc=f"eval {ex.name}", disable=not progress):
             obs, _ = env.reset(seed=seed + i)
             ex.reset(env, np.random.default_rng([seed, i, 1]))
             total, step, terminated = 0.0, 0, False
             while True:
+                if i < len(traj):
+                    traj[i].append(obs.tolist())
                 t0 = time.perf_counter()
                 action = ex.act(env)
                 times.append(time.perf_counter() - t0)
@@ -102,6 +106,7 @@ def _run_expert(
         "final_obs": finals,
         "latency_s": times,
         "n_action_steps": 1,
+        "trajectories": traj,
     }
 
 
@@ -114,6 +119,7 @@ def _run_policy(
     progress: bool,
     latency_probes: int,
     env_kwargs: dict,
+    record: int = 0,
 ) -> dict:
     envs = [make_env(env_id, **env_kwargs) for _ in range(n_episodes)]
     try:
@@ -136,6 +142,7 @@ def _run_policy(
         terminated = np.zeros(n_episodes, dtype=bool)
         live = np.ones(n_episodes, dtype=bool)
         finals = [o.copy() for o in first]
+        traj: list[list] = [[o.tolist()] for o in first[: min(record, n_episodes)]]
         probes: list[np.ndarray] = []
         queue = np.zeros((n_episodes, 0, act_dim))
         bar = tqdm(total=limit, desc="eval policy", disable=not progress)
@@ -154,6 +161,8 @@ def _run_policy(
                 returns[i] += float(reward)
                 lengths[i] += 1
                 finals[i] = obs
+                if i < len(traj) and not (term or trunc or lengths[i] >= limit):
+                    traj[i].append(obs.tolist())
                 hist[i] = np.concatenate([hist[i, 1:], obs[None].astype(np.float32)])
                 if term or trunc or lengths[i] >= limit:
                     live[i] = False
@@ -185,6 +194,7 @@ def _run_policy(
         "final_obs": [np.asarray(f).tolist() for f in finals],
         "latency_s": times,
         "n_action_steps": ta,
+        "trajectories": traj,
     }
 
 
@@ -242,6 +252,7 @@ def evaluate(
     max_steps: int | None = None,
     reference: str | dict | xr.Dataset | None = "auto",
     latency_probes: int = 30,
+    record_episodes: int = 0,
     progress: bool = False,
     **env_kwargs: Any,
 ) -> dict:
@@ -256,6 +267,7 @@ def evaluate(
         reference: ``"auto"`` (expert and random on the same seeds), a ``collect`` dataset, a dict
             ``{"expert": R, "random": R}``, or None (no normalised score).
         latency_probes: Batch-1 decisions timed for the latency figures.
+        record_episodes: Return the observation sequences of this many first episodes.
         progress: Show progress bars.
         **env_kwargs: Passed to ``gym.make``.
 
@@ -264,7 +276,7 @@ def evaluate(
         ``lengths``, ``mean_return``, ``std_return``, ``success_rate`` (None where undefined),
         ``reference`` ({"expert", "random"} or None), ``normalised_score``,
         ``latency_ms_median``, ``latency_ms_p95`` (per decision), ``n_action_steps``,
-        ``final_obs``.
+        ``final_obs``, ``trajectories`` (observation lists of the recorded episodes).
 
     Raises:
         InputError: Unknown env id, ``n_episodes < 1``, or obs/action sizes that differ between
@@ -276,10 +288,20 @@ def evaluate(
         check_positive_int("max_steps", max_steps)
     env_info(env_id)  # unknown ids fail here, listing the known ones
     if isinstance(policy, (str, Expert)):
-        run = _run_expert(policy, env_id, n_episodes, seed, max_steps, progress, env_kwargs)
+        run = _run_expert(
+            policy, env_id, n_episodes, seed, max_steps, progress, env_kwargs, record_episodes
+        )
     elif hasattr(policy, "plan"):
         run = _run_policy(
-            policy, env_id, n_episodes, seed, max_steps, progress, latency_probes, env_kwargs
+            policy,
+            env_id,
+            n_episodes,
+            seed,
+            max_steps,
+            progress,
+            latency_probes,
+            env_kwargs,
+            record_episodes,
         )
     else:
         raise InputError(
@@ -325,4 +347,5 @@ def evaluate(
         "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else float("nan"),
         "n_action_steps": run["n_action_steps"],
         "final_obs": run["final_obs"],
+        "trajectories": run["trajectories"],
     }

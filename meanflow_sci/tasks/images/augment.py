@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from meanflow_sci.errors import InputError
 from meanflow_sci.tasks.images.datasets import check_images
 
 __all__ = ["hflip", "augment_hflip"]
@@ -46,7 +47,8 @@ def augment_hflip(
     if labels is None:
         return out, None
     if labels.shape[:1] != images.shape[:1]:
-        raise ValueError(
-            f"labels: expected {images.shape[0]} rows to match images, got shape {tuple(labels.shape)}"
+        raise InputError(
+            f"labels: expected {images.shape[0]} rows to match images, "
+            f"got shape {tuple(labels.shape)}"
         )
     return out, torch.cat([labels, labels])

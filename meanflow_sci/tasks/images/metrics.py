@@ -416,8 +416,9 @@ def inception_extractor(
     """Inception-v3 features from torch-fidelity or clean-fid, if installed with weights on disk.
 
     Args:
-        weights_path: the weights file (torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``
-            or clean-fid's ``inception-2015-12-05.pt``); default: each library's usual location
+        weights_path: the weights file (torch-fidelity's
+            ``weights-inception-2015-12-05-6726825d.pth`` or clean-fid's
+            ``inception-2015-12-05.pt``); default: each library's usual location
             (torch hub's ``checkpoints/`` folder; ``/tmp`` or :func:`cache_dir` for clean-fid).
         device: where the network runs.
 

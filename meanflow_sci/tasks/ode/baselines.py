@@ -39,15 +39,16 @@ __all__ = ["NearestNeighbour", "NeuralODE", "fit_neural_ode"]
 
 def _cond_tensor(cond: Any, width: int) -> Tensor:
     if cond is None:
-        raise InputError(f"cond: the conditional setting needs cond of shape (M, {width}), "
-                         "got None")
+        raise InputError(
+            f"cond: the conditional setting needs cond of shape (M, {width}), got None"
+        )
     if isinstance(cond, xr.DataArray):
         cond = cond.values
-    tensor = torch.as_tensor(np.asarray(cond.detach().cpu() if isinstance(cond, Tensor) else cond,
-                                        dtype=np.float64))
+    tensor = torch.as_tensor(
+        np.asarray(cond.detach().cpu() if isinstance(cond, Tensor) else cond, dtype=np.float64)
+    )
     if tensor.ndim != 2 or tensor.shape[1] != width:
-        raise InputError(f"cond: expected shape (M, {width}) ([x0, params]), got "
-                         f"{describe(cond)}")
+        raise InputError(f"cond: expected shape (M, {width}) ([x0, params]), got {describe(cond)}")
     return tensor
 
 
@@ -200,8 +201,9 @@ def fit_neural_ode(
     check_positive_int("batch_size", batch_size)
     check_positive_int("window", window, minimum=2)
     if not 0.0 <= full_horizon_fraction <= 1.0:
-        raise InputError(f"full_horizon_fraction: expected a value in [0, 1], got "
-                         f"{full_horizon_fraction!r}")
+        raise InputError(
+            f"full_horizon_fraction: expected a value in [0, 1], got {full_horizon_fraction!r}"
+        )
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x = torch.as_tensor(train_ds["x"].values, dtype=torch.float32)
@@ -215,7 +217,7 @@ def fit_neural_ode(
     }
     z = (x - stats["x_mean"]) / stats["x_std"]
     pn = (p - stats["p_mean"]) / stats["p_std"]
-    time_grid = torch.as_tensor(train_ds["time"].values, dtype=torch.float32)
+    time_grid = torch.tensor(train_ds["time"].values, dtype=torch.float32)
     tau = (time_grid - time_grid[0]) / (time_grid[-1] - time_grid[0])
 
     field = _VectorField(n_s, p.shape[1], hidden, depth)
@@ -227,8 +229,11 @@ def fit_neural_ode(
         elapsed = time.perf_counter() - start
         if time_budget_s is not None and elapsed >= time_budget_s:
             break
-        frac = step / max_steps if time_budget_s is None else max(step / max_steps,
-                                                                   elapsed / time_budget_s)
+        frac = (
+            step / max_steps
+            if time_budget_s is None
+            else max(step / max_steps, elapsed / time_budget_s)
+        )
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
         full = step >= switch if time_budget_s is None else frac >= 1 - full_horizon_fraction
@@ -242,8 +247,9 @@ def fit_neural_ode(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(field.parameters(), 1.0)
         opt.step()
-        if step % 50 == 0:
+        if step % 10 == 0:
             history.append({"step": step, "loss": float(loss.detach()), "window": w})
     field.params = None
-    return NeuralODE(field, time_grid, stats, history=history,
-                     train_time_s=time.perf_counter() - start)
+    return NeuralODE(
+        field, time_grid, stats, history=history, train_time_s=time.perf_counter() - start
+    )

@@ -85,9 +85,7 @@ def error_vs_time(pred: Tensor, true: Tensor) -> Tensor:
     return err.nanmedian(dim=0).values
 
 
-def sliced_wasserstein(
-    a: Tensor, b: Tensor, *, n_projections: int = 128, seed: int = 0
-) -> Tensor:
+def sliced_wasserstein(a: Tensor, b: Tensor, *, n_projections: int = 128, seed: int = 0) -> Tensor:
     """Sliced 2-Wasserstein distance between point clouds, batched over a leading axis.
 
     Args:
@@ -283,8 +281,7 @@ def evaluate(
     n = n_test if n_samples is None or setting == "conditional" else n_samples
     check_positive_int("n_samples", n)
 
-    raw, sample_time = _generate(model_or_samples, test_ds, setting, n, steps, seed,
-                                 timing_repeats)
+    raw, sample_time = _generate(model_or_samples, test_ds, setting, n, steps, seed, timing_repeats)
     if raw.ndim == 2 and raw.shape[1] == n_t * n_s:
         raw = raw.reshape(raw.shape[0], n_t, n_s)
     if raw.ndim != 3 or raw.shape[1:] != (n_t, n_s):
@@ -322,8 +319,9 @@ def evaluate(
         result["sw_mean"] = float(np.mean(dist["sw"]))
         result["mmd_mean"] = float(np.mean(dist["mmd"]))
     else:
-        result.update(sw_per_time=None, mmd_per_time=None, sw_mean=float("nan"),
-                      mmd_mean=float("nan"))
+        result.update(
+            sw_per_time=None, mmd_per_time=None, sw_mean=float("nan"), mmd_mean=float("nan")
+        )
 
     params = torch.as_tensor(test_ds["params"].values, dtype=torch.float64).reshape(n_test, -1)
     # Conditional rows answer their own test sample; unconditional ones borrow parameters

@@ -31,15 +31,18 @@ SETTINGS = ("conditional", "unconditional")
 def check_dataset(ds: xr.Dataset, name: str = "ds") -> None:
     """Raise unless ``ds`` looks like the output of :func:`simulate`."""
     if not isinstance(ds, xr.Dataset):
-        raise InputError(f"{name}: expected an xarray.Dataset from simulate(), got "
-                         f"{type(ds).__name__}")
+        raise InputError(
+            f"{name}: expected an xarray.Dataset from simulate(), got {type(ds).__name__}"
+        )
     missing = [v for v in ("x", "x0", "params") if v not in ds]
     if missing:
-        raise InputError(f"{name}: expected variables x, x0, params (as simulate() writes), "
-                         f"missing {missing}")
+        raise InputError(
+            f"{name}: expected variables x, x0, params (as simulate() writes), missing {missing}"
+        )
     if ds["x"].dims != ("sample", "time", "state"):
-        raise InputError(f"{name}: expected x with dims ('sample', 'time', 'state'), got "
-                         f"{ds['x'].dims}")
+        raise InputError(
+            f"{name}: expected x with dims ('sample', 'time', 'state'), got {ds['x'].dims}"
+        )
 
 
 def condition_of(ds: xr.Dataset, dtype: torch.dtype = torch.float32) -> Tensor:

@@ -74,21 +74,27 @@ def sample_params(system: ODESystem, n: int, generator: torch.Generator) -> Tens
         return torch.zeros(n, 0, dtype=torch.float64)
     lo = torch.tensor([r[0] for r in system.param_ranges], dtype=torch.float64)
     hi = torch.tensor([r[1] for r in system.param_ranges], dtype=torch.float64)
-    return lo + (hi - lo) * torch.rand(n, system.param_dim, generator=generator, dtype=torch.float64)
+    return lo + (hi - lo) * torch.rand(
+        n, system.param_dim, generator=generator, dtype=torch.float64
+    )
 
 
 def sample_x0(system: ODESystem, n: int, generator: torch.Generator) -> Tensor:
     """Initial states drawn uniformly from the declared box, ``(n, S)`` float64."""
     lo = torch.tensor([r[0] for r in system.x0_ranges], dtype=torch.float64)
     hi = torch.tensor([r[1] for r in system.x0_ranges], dtype=torch.float64)
-    return lo + (hi - lo) * torch.rand(n, system.state_dim, generator=generator, dtype=torch.float64)
+    return lo + (hi - lo) * torch.rand(
+        n, system.state_dim, generator=generator, dtype=torch.float64
+    )
 
 
 def _as_rows(name: str, value: Any, n: int, width: int, what: str) -> Tensor:
     """Turn ``value`` ((width,) or (n, width)) into a float64 tensor ``(n, width)``."""
     if isinstance(value, (xr.DataArray, xr.Dataset)):
-        raise InputError(f"{name}: expected an array of shape ({n}, {width}) or ({width},), "
-                         f"got an xarray object; pass .values")
+        raise InputError(
+            f"{name}: expected an array of shape ({n}, {width}) or ({width},), "
+            f"got an xarray object; pass .values"
+        )
     try:
         tensor = torch.as_tensor(np.asarray(value, dtype=np.float64))
     except (TypeError, ValueError) as err:

@@ -85,8 +85,10 @@ class ODESystem:
         if not isinstance(self.name, str) or not self.name:
             raise InputError(f"name: expected a non-empty string, got {self.name!r}")
         if not callable(self.vector_field):
-            raise InputError(f"{where}: vector_field must be callable f(t, x, p), got "
-                             f"{type(self.vector_field).__name__}")
+            raise InputError(
+                f"{where}: vector_field must be callable f(t, x, p), got "
+                f"{type(self.vector_field).__name__}"
+            )
         if len(self.state_names) == 0:
             raise InputError(f"{where}: state_names must name at least one state, got ()")
         if len(self.x0_ranges) != len(self.state_names):
@@ -102,8 +104,10 @@ class ODESystem:
         for label, ranges in (("x0_ranges", self.x0_ranges), ("param_ranges", self.param_ranges)):
             for pair in ranges:
                 if len(pair) != 2 or not pair[0] <= pair[1]:
-                    raise InputError(f"{where}: {label} entries must be (low, high) with "
-                                     f"low <= high, got {pair!r}")
+                    raise InputError(
+                        f"{where}: {label} entries must be (low, high) with "
+                        f"low <= high, got {pair!r}"
+                    )
         if len(self.t_span) != 2 or not self.t_span[1] > self.t_span[0]:
             raise InputError(f"{where}: t_span must be (t0, t1) with t1 > t0, got {self.t_span!r}")
         check_positive_int(f"{where}: n_times", self.n_times, minimum=2)

@@ -1,0 +1,1 @@
+"""The meanflow_sci benchmark suite (run with ``python -m benchmarks``)."""

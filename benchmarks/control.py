@@ -1,0 +1,178 @@
+"""Control benchmark: one-step MMF action-chunk policies against baselines on MuJoCo.
+
+Suites (all offline: the experts are computed from the simulator):
+
+- ``smoke``: InvertedPendulum-v5, tiny budgets; checks the pipeline runs (seconds).
+- ``quick``: InvertedPendulum-v5 and Reacher-v5 with every method, and a first HalfCheetah-v5
+  figure with MPPI demonstrations (200-step episodes). Tens of minutes on 2 CPU cores.
+- ``full``: larger data and budgets, 1000-step HalfCheetah evaluation is still cut at 300 steps.
+
+Targets (from the project's control issue), evaluated on the same seeds and machine:
+
+- ``score_ip`` / ``score_reacher``: 1-step MMF normalised score >= 0.95 (expert 1, random 0).
+- ``latency``: 100-step sampler's median decision latency / 1-step MMF's >= 50, with the MMF score
+  at least the 100-step score minus 0.02 (equal within evaluation noise) or better.
+- ``multimodality`` (Reacher): from fresh start states, at least half of the states get chunks of
+  both elbow branches among 16 MMF samples (``both_branches_rate >= 0.5``), while behaviour
+  cloning's mean elbow action is under half the expert's (it averages the branches).
+
+Usage:
+    python benchmarks/control.py --suite quick --out runs/bench_control
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from meanflow_sci.tasks import control
+
+BACKBONE_KWARGS = {"down_dims": (32,), "emb_dim": 64}
+ALL = ("mmf-1", "bc", "fm-1", "fm-10", "fm-100", "mmf-traj-1")
+
+# suite -> list of (env_id, demo episodes, train steps, eval episodes, max_steps, methods)
+SUITES = {
+    "smoke": [("InvertedPendulum-v5", 3, 20, 2, 50, ("mmf-1", "bc", "fm-10"))],
+    "quick": [
+        ("InvertedPendulum-v5", 20, 600, 10, None, ALL),
+        ("Reacher-v5", 200, 1500, 50, None, ALL),
+        ("HalfCheetah-v5", 4, 1000, 5, 200, ("mmf-1", "bc", "fm-10")),
+    ],
+    "full": [
+        ("InvertedPendulum-v5", 50, 2000, 20, None, ALL),
+        ("Reacher-v5", 500, 4000, 100, None, ALL),
+        ("HalfCheetah-v5", 10, 3000, 5, 300, ("mmf-1", "bc", "fm-10", "fm-100")),
+    ],
+}
+
+
+def _targets(results: dict) -> dict:
+    out: dict = {}
+    for key, env_id in (("score_ip", "InvertedPendulum-v5"), ("score_reacher", "Reacher-v5")):
+        r = results.get(env_id, {}).get("methods", {}).get("mmf-1")
+        if r is not None:
+            out[key] = {"value": r["normalised_score"], "target": ">= 0.95"}
+            out[key]["met"] = bool(r["normalised_score"] >= 0.95)
+    for env_id, res in results.items():
+        m = res["methods"]
+        if "mmf-1" in m and "fm-100" in m:
+            ratio = m["fm-100"]["latency_ms_median"] / m["mmf-1"]["latency_ms_median"]
+            gap = m["mmf-1"]["normalised_score"] - m["fm-100"]["normalised_score"]
+            out[f"latency_{env_id}"] = {
+                "ratio": ratio,
+                "score_mmf_minus_fm100": gap,
+                "target": "ratio >= 50 and score gap >= -0.02",
+                "met": bool(ratio >= 50 and gap >= -0.02),
+            }
+        if "branches" in m.get("mmf-1", {}) and "branches" in m.get("bc", {}):
+            b, c = m["mmf-1"]["branches"], m["bc"]["branches"]
+            out[f"multimodality_{env_id}"] = {
+                "mmf_both_branches_rate": b["both_branches_rate"],
+                "mmf_minority_share": b["minority_share"],
+                "bc_both_branches_rate": c["both_branches_rate"],
+                "bc_abs_elbow_over_expert": c["mean_abs_elbow"] / c["expert_abs_elbow"],
+                "mmf_abs_elbow_over_expert": b["mean_abs_elbow"] / b["expert_abs_elbow"],
+                "target": "mmf both_branches_rate >= 0.5 and bc |elbow| < 0.5 expert",
+                "met": bool(
+                    b["both_branches_rate"] >= 0.5
+                    and c["mean_abs_elbow"] < 0.5 * c["expert_abs_elbow"]
+                ),
+            }
+    return out
+
+
+def run(
+    suite: str = "quick",
+    device: str = "auto",
+    out: str | Path | None = None,
+    seed: int = 0,
+    verbose: bool = False,
+) -> dict:
+    """Run a suite; return (and write under ``out``) a JSON-able dict of results and targets."""
+    if suite not in SUITES:
+        raise ValueError(f"suite: expected one of {sorted(SUITES)}, got {suite!r}")
+    say = print if verbose else (lambda *a, **k: None)
+    t0 = time.perf_counter()
+    results = {}
+    for env_id, n_eps, steps, n_eval, max_steps, methods in SUITES[suite]:
+        t_env = time.perf_counter()
+        say(f"== {env_id}: collecting {n_eps} episodes")
+        ds = control.collect(env_id, n_eps, seed=seed, max_steps=max_steps, progress=verbose)
+        res = control.compare(
+            ds,
+            methods=methods,
+            train_steps=steps,
+            backbone_kwargs=BACKBONE_KWARGS,
+            eval_episodes=n_eval,
+            max_steps=max_steps,
+            device=device,
+            seed=seed,
+            log=say if verbose else None,
+        )
+        res["time_s"] = time.perf_counter() - t_env
+        for r in [res["expert"], *res["methods"].values()]:
+            r.pop("trajectories", None)
+            r.pop("final_obs", None)
+        results[env_id] = res
+        say(control.format_table(res))
+    report = {
+        "suite": suite,
+        "seed": seed,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": device,
+        },
+        "results": results,
+        "targets": _targets(results),
+        "time_s": time.perf_counter() - t0,
+    }
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "control.json").write_text(json.dumps(report, indent=1))
+        (folder / "control.md").write_text(to_markdown(report))
+    return report
+
+
+def to_markdown(report: dict) -> str:
+    lines = [f"# Control benchmark ({report['suite']})", ""]
+    m = report["machine"]
+    lines.append(f"torch {m['torch']}, {m['threads']} threads, device {m['device']}")
+    for env_id, res in report["results"].items():
+        lines += [
+            "",
+            f"## {env_id} ({res['config']['n_demo_episodes']} demos, "
+            f"{res['config']['train_steps']} steps, {res['time_s']:.0f} s)",
+            "",
+        ]
+        lines.append(control.format_table(res))
+    lines += ["", "## Targets", ""]
+    for k, v in report["targets"].items():
+        lines.append(f"- {k}: {'met' if v['met'] else 'MISSED'} {json.dumps(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suite", default="quick", choices=sorted(SUITES))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="folder for control.json and control.md")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = p.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    report = run(args.suite, args.device, args.out, args.seed, verbose=True)
+    print(to_markdown(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,375 @@
+"""Tables and plots of a suite run: ``results.md`` and the PNG figures.
+
+Task results are dicts; their tables are found as follows (first match wins):
+
+1. ``result["tables"]``: a list of ``{"name", "title", "columns", "rows", ...}`` (speed, claims,
+   and any task module that provides them).
+2. ``result["methods"]``: a dict ``method -> metrics`` (the images benchmark), one row each.
+3. Otherwise every list of dicts and every dict of dicts at the top level becomes a table, and
+   the top-level scalars one "summary" table.
+
+Plots read ``curves`` (claims), ``methods`` (images), ``latency`` (speed) and, from any task,
+the optional keys ``quality_vs_nfe`` / ``quality_vs_time`` (``{label: [{"nfe" or "train_s":
+x, "value": y}, ...]}``, with a ``metric`` name beside them) and ``loss_curves`` (``{label:
+[[step, loss], ...]}``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["collect_tables", "markdown", "write_plots", "table_markdown"]
+
+_MAX_LIST = 8  # longer lists (per-time curves, ...) are left out of tables
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+
+def _cell_ok(value: Any) -> bool:
+    if isinstance(value, dict):
+        return False
+    if isinstance(value, list):
+        return len(value) <= _MAX_LIST and all(not isinstance(v, (list, dict)) for v in value)
+    return True
+
+
+def _rows_table(name: str, task: str, title: str, rows: list[dict]) -> dict | None:
+    rows = [{k: v for k, v in r.items() if _cell_ok(v)} for r in rows if isinstance(r, dict)]
+    rows = [r for r in rows if r]
+    if not rows:
+        return None
+    columns: list[str] = []
+    for r in rows:
+        columns.extend(k for k in r if k not in columns)
+    return {"name": name, "task": task, "title": title, "columns": columns, "rows": rows}
+
+
+def _generic_tables(task: str, result: dict) -> list[dict]:
+    tables = []
+    summary = {}
+    for key, value in result.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            t = _rows_table(f"{task}_{key}", task, f"{task}: {key}", value)
+        elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            rows = [{"name": k, **v} for k, v in value.items()]
+            t = _rows_table(f"{task}_{key}", task, f"{task}: {key}", rows)
+        elif isinstance(value, dict) and value and all(_cell_ok(v) for v in value.values()):
+            t = _rows_table(f"{task}_{key}", task, f"{task}: {key}", [value])
+        else:
+            t = None
+            if _cell_ok(value) and not isinstance(value, list):
+                summary[key] = value
+        if t is not None:
+            tables.append(t)
+    if summary:
+        tables.insert(0, _rows_table(f"{task}_summary", task, f"{task}: summary", [summary]))
+    return tables
+
+
+def _images_tables(result: dict) -> list[dict]:
+    rows = [{"method": k, **v} for k, v in result["methods"].items()]
+    title = f"Images ({result.get('suite', '?')}): digits"
+    if result.get("extractor"):
+        title += f", features: {result['extractor']}"
+    tables = [_rows_table("images_methods", "images", title, rows)]
+    extra = {}
+    lat = result.get("sampling_latency_s")
+    if isinstance(lat, dict):
+        extra.update({f"latency {k}": v for k, v in lat.items()})
+    tgt = result.get("target")
+    if isinstance(tgt, dict):
+        extra.update({f"target {k}": v for k, v in tgt.items()})
+    if extra:
+        tables.append(
+            _rows_table("images_latency_target", "images", "Images: latency, target", [extra])
+        )
+    return [t for t in tables if t is not None]
+
+
+def collect_tables(record: dict) -> list[dict]:
+    """Every table of every successful task, in task order (see the module docstring)."""
+    tables: list[dict] = []
+    for task, entry in record.get("results", {}).items():
+        result = entry.get("result")
+        if entry.get("status") != "ok" or not isinstance(result, dict):
+            continue
+        if isinstance(result.get("tables"), list) and result["tables"]:
+            found = []
+            for t in result["tables"]:
+                if isinstance(t, dict) and t.get("rows"):
+                    t = dict(t)
+                    t.setdefault("task", task)
+                    t.setdefault("name", f"{task}_{len(found)}")
+                    t.setdefault("title", t["name"])
+                    if not t.get("columns"):
+                        t["columns"] = list(dict.fromkeys(k for r in t["rows"] for k in r))
+                    found.append(t)
+            tables.extend(found)
+        elif isinstance(result.get("methods"), dict):
+            tables.extend(_images_tables(result))
+        else:
+            tables.extend(_generic_tables(task, result))
+    return tables
+
+
+def _fmt_cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "n/a"
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(_fmt_cell(v) for v in value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def table_markdown(table: dict) -> str:
+    """One table as Markdown (title, optional claim and verdict, then the grid)."""
+    cols = table["columns"]
+    lines = [f"#### {table.get('title', table.get('name', ''))}", ""]
+    if table.get("claim"):
+        lines += [f"Claim: {table['claim']}", ""]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in table["rows"]:
+        lines.append("| " + " | ".join(_fmt_cell(row.get(c, "")) for c in cols) + " |")
+    if table.get("verdict"):
+        lines += ["", f"**Verdict:** {table['verdict']}"]
+    if table.get("note"):
+        lines += ["", f"_{table['note']}_"]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(record: dict) -> str:
+    """The whole ``results.md``."""
+    m = record["machine"]
+    git = record.get("git", {})
+    dirty = " (with local changes)" if git.get("dirty") else ""
+    lines = [
+        f"# meanflow_sci benchmarks: {record['suite']} suite",
+        "",
+        f"- date: {record['date']}",
+        f"- machine: {m.get('processor')} ({m.get('platform')}), {m.get('cpu_count')} CPUs "
+        f"({m.get('cpus_available')} available), load average {m.get('load_average')}",
+        f"- torch {m.get('torch')}, {m.get('torch_threads')} threads, device {m.get('device')}"
+        + (f" ({m['cuda_device']})" if m.get("cuda_device") else ""),
+        f"- git commit: {record.get('git_commit')}{dirty}",
+        f"- seed: {record['seed']}; tasks: {', '.join(record['tasks_requested'])}; "
+        f"total wall time {record['wall_s']:.0f} s",
+        "",
+        "| task | status | wall s | error |",
+        "|---|---|---|---|",
+    ]
+    for task, entry in record["results"].items():
+        lines.append(
+            f"| {task} | {entry['status']} | {entry['wall_s']:.1f} | "
+            f"{_fmt_cell(entry.get('error') or '')} |"
+        )
+    lines.append("")
+    claims = [t for t in record.get("tables", []) if t.get("task") == "claims"]
+    if claims:
+        lines += ["## Claims at a glance", "", "| claim | verdict |", "|---|---|"]
+        for t in claims:
+            lines.append(f"| {_fmt_cell(t['title'])} | {_fmt_cell(t.get('verdict', ''))} |")
+        lines.append("")
+    by_task: dict[str, list[dict]] = {}
+    for t in record.get("tables", []):
+        by_task.setdefault(t.get("task", "?"), []).append(t)
+    for task, tables in by_task.items():
+        lines += [f"## {task}", ""]
+        if task == "claims":
+            res = record["results"]["claims"]["result"]
+            lines += ["```", res.get("verdict_rules", "").rstrip(), "```", ""]
+            for k, v in (res.get("quality_metrics") or {}).items():
+                lines.append(f"- quality ({k}): {v}")
+            lines.append("")
+        for t in tables:
+            lines += [table_markdown(t)]
+    if record.get("plots"):
+        lines += ["## Plots", ""]
+        lines += [f"![{p}]({p})" for p in record["plots"]]
+        lines.append("")
+    if record.get("errors"):
+        lines += ["## Errors", ""]
+        for e in record["errors"]:
+            lines.append(f"- {e['task']}: {_fmt_cell(e['error'])}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# -- plots -----------------------------------------------------------------------------------------
+
+
+def _series_from(result: dict, key: str, x_key: str) -> tuple[dict[str, list], str]:
+    """``{label: [(x, y), ...]}`` and the metric name from a task's optional plot key."""
+    data = result.get(key)
+    series: dict[str, list] = {}
+    if isinstance(data, dict):
+        for label, pts in data.items():
+            if isinstance(pts, list):
+                xy = [
+                    (p.get(x_key), p.get("value"))
+                    for p in pts
+                    if isinstance(p, dict) and p.get(x_key) is not None
+                ]
+                xy = [(x, y) for x, y in xy if isinstance(y, (int, float))]
+                if xy:
+                    series[str(label)] = xy
+    return series, str(result.get(f"{key}_metric") or result.get("metric") or "quality")
+
+
+def _panels(record: dict, kind: str) -> list[tuple[str, str, str, dict[str, list]]]:
+    """(title, x label, y label, series) panels for "nfe" or "time"."""
+    panels = []
+    results = {t: e["result"] for t, e in record["results"].items() if e["status"] == "ok"}
+    claims = results.get("claims")
+    if claims:
+        curves = claims.get("curves", {})
+        if kind == "nfe" and curves.get("ode_quality_vs_nfe"):
+            s = {
+                k: [(p["nfe"], p["rel_l2"]) for p in v if p.get("rel_l2") is not None]
+                for k, v in curves["ode_quality_vs_nfe"].items()
+            }
+            panels.append(("claims: ODE (Van der Pol)", "NFE", "median rel L2", s))
+        if kind == "time" and curves.get("ode_quality_vs_time"):
+            s = {
+                k: [(p["train_s"], p["rel_l2"]) for p in v if p.get("rel_l2") is not None]
+                for k, v in curves["ode_quality_vs_time"].items()
+            }
+            panels.append(
+                ("claims: ODE (Van der Pol)", "training wall clock (s)", "median rel L2", s)
+            )
+    images = results.get("images")
+    if images and isinstance(images.get("methods"), dict):
+        s: dict[str, list] = {}
+        for name, r in images["methods"].items():
+            fd = r.get("frechet_distance")
+            if fd is None:
+                continue
+            obj = str(r.get("objective", name)).upper()
+            if kind == "nfe" and r.get("nfe") is not None:
+                s.setdefault(obj, []).append((r["nfe"], fd))
+            if kind == "time" and r.get("train_time_s") is not None:
+                s.setdefault(f"{name}", []).append((r["train_time_s"], fd))
+        if s:
+            x = "NFE" if kind == "nfe" else "training wall clock (s)"
+            panels.append(("images: digits", x, "Fréchet distance", s))
+    for task, res in results.items():
+        key, x_key = ("quality_vs_nfe", "nfe") if kind == "nfe" else ("quality_vs_time", "train_s")
+        series, metric = _series_from(res, key, x_key)
+        if series:
+            x = "NFE" if kind == "nfe" else "training wall clock (s)"
+            panels.append((task, x, metric, series))
+    return panels
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _style(ax, title: str, xlabel: str, ylabel: str | None = None, legend: int = 8) -> None:
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend)
+
+
+def _save(fig, path: Path) -> bool:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return True
+
+
+def _plot_panels(panels, path: Path, logx: bool) -> bool:
+    plt = _pyplot()
+    panels = [p for p in panels if any(p[3].values())]
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    for ax, (title, xl, yl, series) in zip(axes[0], panels):
+        for label, pts in series.items():
+            pts = sorted(pts)
+            if not pts:
+                continue
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        if logx:
+            ax.set_xscale("log")
+        _style(ax, title, xl, yl)
+    return _save(fig, path)
+
+
+def _plot_losses(record: dict, path: Path) -> bool:
+    groups: dict[str, dict[str, list]] = {}
+    for task, entry in record["results"].items():
+        res = entry.get("result")
+        if entry["status"] != "ok" or not isinstance(res, dict):
+            continue
+        curves = res.get("loss_curves") or (res.get("curves") or {}).get("loss_curves") or {}
+        for label, pts in curves.items():
+            if isinstance(pts, list) and pts:
+                group = f"{task}: {label.split(' ')[0]}" if task == "claims" else task
+                groups.setdefault(group, {})[label] = pts
+    if not groups:
+        return False
+    fig, axes = _pyplot().subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
+    for ax, (title, series) in zip(axes[0], groups.items()):
+        for label, pts in series.items():
+            xs = [p[0] for p in pts if p[1] is not None]
+            ys = [p[1] for p in pts if p[1] is not None]
+            # Per-step losses are noisy: a running mean over ~1/40 of the run shows the trend.
+            w = max(1, len(ys) // 40)
+            ys = [
+                sum(ys[max(0, i - w + 1) : i + 1]) / len(ys[max(0, i - w + 1) : i + 1])
+                for i in range(len(ys))
+            ]
+            ax.plot(xs, ys, label=label, lw=1)
+        ax.set_yscale("log")
+        _style(ax, f"{title} (unweighted MSE, running mean)", "optimizer step", legend=7)
+    return _save(fig, path)
+
+
+def _plot_latency(record: dict, path: Path) -> bool:
+    speed = record["results"].get("speed")
+    if not speed or speed["status"] != "ok" or not speed["result"].get("latency"):
+        return False
+    series: dict[str, list] = {}
+    for r in speed["result"]["latency"]:
+        series.setdefault(f"{r['backbone']} {r['method']}", []).append((r["nfe"], r["ms"]))
+    fig, ax = _pyplot().subplots(figsize=(5.5, 4))
+    for label, pts in series.items():
+        pts = sorted(pts)
+        ls = "-" if label.endswith("MMF") else "--"
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], ls, marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _style(ax, "sampling latency", "NFE", "ms per batch", legend=7)
+    return _save(fig, path)
+
+
+def write_plots(record: dict, out: str | Path) -> list[str]:
+    """Write the PNG plots into ``out``; return their file names (only those with data)."""
+    out = Path(out)
+    written = []
+    if _plot_panels(_panels(record, "nfe"), out / "quality_vs_nfe.png", logx=True):
+        written.append("quality_vs_nfe.png")
+    if _plot_panels(_panels(record, "time"), out / "quality_vs_time.png", logx=False):
+        written.append("quality_vs_time.png")
+    if _plot_losses(record, out / "loss_curves.png"):
+        written.append("loss_curves.png")
+    if _plot_latency(record, out / "sampling_latency.png"):
+        written.append("sampling_latency.png")
+    return written

@@ -1,0 +1,81 @@
+"""Control trajectory synthesis on gymnasium MuJoCo environments.
+
+Experts are computed offline from the simulator (LQR, IK + PD, MPPI), their demonstrations become
+an ``xarray.Dataset`` (:func:`collect`), an action-chunk or state-action trajectory generator is
+fitted with :func:`meanflow_sci.fit` (:func:`train_policy`) and sampled in one step, and
+:func:`evaluate` scores it closed loop (return, success, normalised score, decision latency).
+
+Example:
+    >>> from meanflow_sci.tasks import control
+    >>> ds = control.collect("InvertedPendulum-v5", 10, expert_kwargs={"gain_jitter": 0.3})
+    >>> policy = control.train_policy(ds, objective="mmf", max_steps=1000)
+    >>> control.evaluate(policy, "InvertedPendulum-v5", n_episodes=5)["normalised_score"]
+"""
+
+from meanflow_sci.tasks.control.baselines import METHODS, MethodSpec, compare, format_table
+from meanflow_sci.tasks.control.collect import (
+    check_dataset,
+    collect,
+    episode_returns,
+    load_dataset,
+)
+from meanflow_sci.tasks.control.envs import ENVS, EnvInfo, env_dims, env_info, make_env
+from meanflow_sci.tasks.control.evaluate import (
+    Policy,
+    evaluate,
+    normalised_score,
+    reference_returns,
+)
+from meanflow_sci.tasks.control.experts import (
+    EXPERTS,
+    REWARD_MODELS,
+    Expert,
+    LQRExpert,
+    MPPIExpert,
+    RandomExpert,
+    ReacherExpert,
+    make_expert,
+)
+from meanflow_sci.tasks.control.metrics import branch_statistics, elbow_branch
+from meanflow_sci.tasks.control.policy import (
+    ChunkPolicy,
+    PolicyConfig,
+    load_policy,
+    make_windows,
+    train_policy,
+)
+
+__all__ = [
+    "ENVS",
+    "EXPERTS",
+    "METHODS",
+    "MethodSpec",
+    "REWARD_MODELS",
+    "ChunkPolicy",
+    "EnvInfo",
+    "Expert",
+    "LQRExpert",
+    "MPPIExpert",
+    "Policy",
+    "PolicyConfig",
+    "RandomExpert",
+    "ReacherExpert",
+    "branch_statistics",
+    "check_dataset",
+    "collect",
+    "compare",
+    "format_table",
+    "elbow_branch",
+    "env_dims",
+    "env_info",
+    "episode_returns",
+    "evaluate",
+    "load_dataset",
+    "load_policy",
+    "make_env",
+    "make_expert",
+    "make_windows",
+    "normalised_score",
+    "reference_returns",
+    "train_policy",
+]

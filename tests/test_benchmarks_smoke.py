@@ -1,0 +1,167 @@
+"""The benchmark suite in smoke mode: the command runs, writes the files, and the JSON holds
+machine info and tables with rows; plus the verdict rules on hand-made numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from benchmarks import claims, report
+from benchmarks.__main__ import main
+from benchmarks.suite import SCHEMA, TASKS, parse_tasks, run_suite
+
+MACHINE_KEYS = {"platform", "processor", "cpu_count", "torch", "torch_threads", "device"}
+TOP_KEYS = {
+    "schema",
+    "suite",
+    "tasks_requested",
+    "device",
+    "seed",
+    "date",
+    "machine",
+    "git_commit",
+    "results",
+    "errors",
+    "tables",
+    "plots",
+    "timings_s",
+    "wall_s",
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("bench")
+    # The suite's own tasks; the task modules are covered by their own tests and add minutes.
+    record = run_suite("smoke", ["speed", "claims"], out=out, progress=False)
+    return out, record
+
+
+def test_smoke_writes_files_and_schema(smoke_run):
+    out, record = smoke_run
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == record
+    assert TOP_KEYS <= set(record)
+    assert record["schema"] == SCHEMA and record["suite"] == "smoke"
+    assert MACHINE_KEYS <= set(record["machine"])
+    assert record["machine"]["cpu_count"] >= 1
+    assert isinstance(record["git_commit"], str) and record["git_commit"]
+    assert record["errors"] == []
+    for name in ("speed", "claims"):
+        entry = record["results"][name]
+        assert entry["status"] == "ok", entry["error"]
+        assert entry["wall_s"] >= 0 and record["timings_s"][name] == entry["wall_s"]
+    md = (out / "results.md").read_text()
+    assert "Claims at a glance" in md and record["git_commit"] in md
+    for png in record["plots"]:
+        assert (out / png).stat().st_size > 1000
+    assert {"quality_vs_nfe.png", "quality_vs_time.png", "loss_curves.png"} <= set(record["plots"])
+
+
+def test_every_table_has_rows_and_columns(smoke_run):
+    _, record = smoke_run
+    names = {t["name"] for t in record["tables"]}
+    expected = {
+        "speed_step_cost",
+        "speed_sampling_latency",
+        "claims_lambda_ode",
+        "claims_lambda_images",
+        "claims_warmup_length",
+        "claims_schedule_shape",
+        "claims_low_data",
+        "claims_ood",
+        "claims_jvp_overhead",
+    }
+    assert expected <= names
+    for t in record["tables"]:
+        assert t["rows"], t["name"]
+        assert t["columns"] and all(set(r) <= set(t["columns"]) for r in t["rows"])
+    for t in record["tables"]:
+        if t["task"] == "claims":
+            assert t["verdict"]
+            assert any(v in t["verdict"] for v in ("supported", "inconclusive"))
+    lam = next(t for t in record["tables"] if t["name"] == "claims_lambda_ode")
+    assert [r["variant"] for r in lam["rows"]] == ["λ = 0", "λ = 0.5", "λ = 1", "linear warm-up"]
+    assert all(r["seeds"] == len(claims.CLAIMS_CONFIGS["smoke"].seeds) for r in lam["rows"])
+
+
+def test_broken_task_is_recorded_not_fatal(tmp_path, monkeypatch):
+    def boom(suite, device, out, seed):
+        raise RuntimeError("task exploded")
+
+    def fine(suite, device, out, seed):
+        return {"rows": [{"method": "MMF", "score": float("nan")}]}
+
+    monkeypatch.setitem(TASKS, "ode", boom)
+    monkeypatch.setitem(TASKS, "control", fine)
+    record = run_suite("smoke", "ode,control", out=tmp_path, progress=False, plots=False)
+    assert record["results"]["ode"]["status"] == "failed"
+    assert "task exploded" in record["results"]["ode"]["error"]
+    assert record["errors"] == [{"task": "ode", "error": "RuntimeError: task exploded"}]
+    assert record["results"]["control"]["status"] == "ok"
+    # NaN becomes null: results.json is strict JSON.
+    assert record["results"]["control"]["result"]["rows"][0]["score"] is None
+    assert [t["name"] for t in record["tables"]] == ["control_rows"]
+    assert json.loads((tmp_path / "results.json").read_text())["errors"]
+
+
+def test_cli_rejects_unknown_task(capsys):
+    assert main(["--suite", "smoke", "--tasks", "speed,nope", "--out", "unused"]) == 2
+    assert "nope" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="tasks"):
+        parse_tasks("")
+
+
+def test_compare_rules():
+    # Clear improvement (lower is better): > 2 SE.
+    c = claims.compare([1.0, 1.1, 0.9], [2.0, 2.1, 1.9])
+    assert c.outcome == "better" and claims.verdict_for(c.outcome) == "supported"
+    assert math.isclose(c.diff, -1.0)
+    assert math.isclose(c.se, math.sqrt(0.01 / 3 + 0.01 / 3))
+    assert claims.compare([2.0, 2.1, 1.9], [1.0, 1.1, 0.9]).outcome == "worse"
+    # Higher is better flips the direction.
+    assert claims.compare([2.0, 2.1, 1.9], [1.0, 1.1, 0.9], lower_is_better=False).outcome == (
+        "better"
+    )
+    # Tight and close: equivalent, which does not support "A beats B".
+    eq = claims.compare([1.0, 1.001, 0.999], [1.0, 1.002, 0.998])
+    assert eq.outcome == "equivalent" and claims.verdict_for(eq.outcome) == "not supported"
+    # Noisy: cannot tell.
+    noisy = claims.compare([1.0, 3.0, 0.2], [1.5, 0.1, 2.6])
+    assert noisy.outcome == "no detectable difference"
+    assert claims.verdict_for(noisy.outcome) == "inconclusive"
+    # One seed is never enough; NaN (diverged) runs are dropped.
+    assert claims.compare([1.0], [2.0, 2.1]).outcome == "no detectable difference"
+    assert claims.compare([1.0, float("nan"), 1.1, 0.9], [2.0, 2.1, 1.9]).n_a == 3
+    assert claims.combine(["supported", "supported"]) == "supported"
+    assert claims.combine(["supported", "not supported"]) == "not supported"
+    assert claims.combine(["supported", "inconclusive"]) == "inconclusive"
+
+
+def test_generic_tables_from_unknown_result():
+    record = {
+        "results": {
+            "ode": {
+                "status": "ok",
+                "result": {
+                    "suite": "smoke",
+                    "wall_s": 1.5,
+                    "rows": [{"method": "MMF", "rel_l2": 0.1, "curve": list(range(50))}],
+                    "targets": {"a": {"met": True, "value": 0.3}},
+                },
+            },
+            "control": {"status": "failed", "result": None},
+        }
+    }
+    tables = report.collect_tables(record)
+    by_name = {t["name"]: t for t in tables}
+    assert by_name["ode_summary"]["rows"] == [{"suite": "smoke", "wall_s": 1.5}]
+    # Long per-time lists are left out of table cells.
+    assert by_name["ode_rows"]["columns"] == ["method", "rel_l2"]
+    assert by_name["ode_targets"]["rows"] == [{"name": "a", "met": True, "value": 0.3}]
+    assert not any(t["task"] == "control" for t in tables)
+    assert "| MMF | 0.1 |" in report.table_markdown(by_name["ode_rows"])

@@ -1,0 +1,280 @@
+"""Backbones: shapes, forward-mode differentiability, conditioning, errors and the registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.func import jvp
+
+from meanflow_sci.errors import InputError
+from meanflow_sci.nn import (
+    BACKBONES,
+    auto_backbone,
+    backbone_spec,
+    build_backbone,
+)
+
+torch.set_num_threads(1)
+
+# Small configs: name -> (kwargs without conditioning, per-sample shape builder).
+SMALL = {
+    "mlp": dict(dim=3, hidden=32, depth=2, emb_dim=16),
+    "unet1d": dict(channels=3, down_dims=(8, 16, 16), n_groups=4, emb_dim=16),
+    "transformer": dict(channels=3, width=16, depth=2, heads=2),
+    "unet2d": dict(in_channels=2, base=8, channel_mults=(1, 2), attn_resolutions=(16,)),
+}
+
+SHAPES = {
+    "mlp": [(1, 3), (5, 3)],
+    "unet1d": [(2, 1, 3), (3, 7, 3), (1, 16, 3), (2, 5, 3)],
+    "transformer": [(2, 1, 3), (3, 7, 3), (1, 16, 3)],
+    "unet2d": [(2, 2, 8, 8), (1, 2, 7, 9), (2, 2, 1, 1), (1, 2, 5, 6)],
+}
+
+NAMES = sorted(BACKBONES)
+
+
+def make(name: str, seed: int = 0, **extra) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_backbone(name, **SMALL[name], **extra)
+
+
+def perturb(model: torch.nn.Module, std: float = 0.1) -> torch.nn.Module:
+    """Add noise to every parameter so zero-initialised layers stop hiding the inputs' effect."""
+    gen = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(std * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return model
+
+
+def times(b: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(7)
+    r = 0.5 * torch.rand(b, generator=gen, dtype=dtype)
+    return r, r + 0.3 * torch.rand(b, generator=gen, dtype=dtype)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_shape_matches_input(name):
+    model = make(name)
+    for shape in SHAPES[name]:
+        x = torch.randn(shape)
+        r, t = times(shape[0])
+        out = model(x, r, t)
+        assert out.shape == x.shape
+        assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_starts_at_zero(name):
+    # Zero-initialised output layers: u = 0 before training, so the first steps are stable.
+    model = make(name)
+    x = torch.randn(SHAPES[name][1])
+    r, t = times(x.shape[0])
+    assert model(x, r, t).abs().max() == 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_jvp_matches_finite_difference(name):
+    model = perturb(make(name)).double()
+    x = torch.randn(SHAPES[name][1], dtype=torch.float64)
+    r, t = times(x.shape[0], torch.float64)
+    v = torch.randn_like(x)
+
+    def f(z, r_, t_):
+        return model(z, r_, t_)
+
+    out, tangent = jvp(f, (x, r, t), (v, torch.zeros_like(r), torch.ones_like(t)))
+    h = 1e-5
+    with torch.no_grad():
+        fd = (f(x + h * v, r, t + h) - f(x - h * v, r, t - h)) / (2 * h)
+        assert torch.allclose(out, f(x, r, t))
+    tangent = tangent.detach()
+    assert tangent.abs().max() > 1e-3  # the check is not vacuous
+    assert torch.allclose(tangent, fd, rtol=1e-4, atol=1e-6 * float(fd.abs().max()) + 1e-8)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_jvp_in_float32_with_grad(name):
+    # The trainer's λ > 0 path: the JVP output is differentiated in reverse mode.
+    model = perturb(make(name, cond_dim=2))
+    x = torch.randn(SHAPES[name][1])
+    r, t = times(x.shape[0])
+    cond = torch.randn(x.shape[0], 2)
+
+    def f(z, r_, t_):
+        return model(z, r_, t_, cond)
+
+    _, tangent = jvp(f, (x, r, t), (torch.randn_like(x), torch.zeros_like(r), torch.ones_like(t)))
+    tangent.square().sum().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float_condition_and_null(name):
+    model = perturb(make(name, cond_dim=2))
+    x = torch.randn(SHAPES[name][1])
+    b = x.shape[0]
+    r, t = times(b)
+    c1, c2 = torch.randn(b, 2), torch.randn(b, 2)
+    out1, out2 = model(x, r, t, c1), model(x, r, t, c2)
+    assert not torch.allclose(out1, out2)
+    null = torch.full((b, 2), float("nan"))
+    out_null = model(x, r, t, null)
+    assert torch.isfinite(out_null).all()
+    assert not torch.allclose(out_null, out1)
+    # No cond means null for every row.
+    assert torch.allclose(model(x, r, t), out_null)
+    # Mixed batch: each row follows its own condition (row 0 null, others real).
+    if b > 1:
+        mixed = c1.clone()
+        mixed[0] = float("nan")
+        out_mixed = model(x, r, t, mixed)
+        assert torch.allclose(out_mixed[0], out_null[0], atol=1e-5)
+        assert torch.allclose(out_mixed[1:], out1[1:], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_class_labels_and_null(name):
+    model = perturb(make(name, num_classes=4))
+    x = torch.randn(SHAPES[name][1])
+    b = x.shape[0]
+    r, t = times(b)
+    out0 = model(x, r, t, torch.zeros(b, dtype=torch.long))
+    out3 = model(x, r, t, torch.full((b,), 3))
+    out_null = model(x, r, t, torch.full((b,), -1))
+    assert not torch.allclose(out0, out3)
+    assert not torch.allclose(out_null, out0)
+    assert torch.allclose(model(x, r, t), out_null)
+
+
+def test_null_float_condition_keeps_gradients_finite():
+    model = perturb(make("mlp", cond_dim=2))
+    x = torch.randn(4, 3)
+    r, t = times(4)
+    cond = torch.randn(4, 2)
+    cond[1] = float("nan")
+    model(x, r, t, cond).square().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert model.embed.cond.null.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_inputs_raise(name):
+    model = make(name)
+    shape = SHAPES[name][1]
+    x = torch.randn(shape)
+    b = shape[0]
+    r, t = times(b)
+    with pytest.raises(InputError, match="x: expected"):
+        model(x[0], r[:1], t[:1])  # wrong rank
+    with pytest.raises(InputError, match="x: expected"):
+        model(torch.randn(*shape[:-1], shape[-1] + 1) if name != "unet2d" else x[:, :1], r, t)
+    with pytest.raises(InputError, match="^r: "):
+        model(x, r[:-1] if b > 1 else torch.zeros(2), t)
+    with pytest.raises(InputError, match="^t: "):
+        model(x, r, t[:, None])
+    with pytest.raises(InputError, match="cond: this model is unconditional"):
+        model(x, r, t, torch.randn(b, 2))
+
+
+def test_bad_conditions_raise():
+    x = torch.randn(3, 3)
+    r, t = times(3)
+    model = make("mlp", cond_dim=2)
+    with pytest.raises(InputError, match="cond: expected a leading batch"):
+        model(x, r, t, torch.randn(2, 2))
+    with pytest.raises(InputError, match=r"cond: expected a float tensor of shape \(3, 2\)"):
+        model(x, r, t, torch.randn(3, 5))
+    with pytest.raises(InputError, match="cond: expected a float"):
+        model(x, r, t, torch.zeros(3, 2, dtype=torch.long))
+    partial = torch.randn(3, 2)
+    partial[0, 0] = float("nan")
+    with pytest.raises(InputError, match="only some NaN"):
+        model(x, r, t, partial)
+    labelled = make("mlp", num_classes=4)
+    with pytest.raises(InputError, match=r"labels in \[0, 3\] or -1"):
+        labelled(x, r, t, torch.tensor([0, 4, 1]))
+    with pytest.raises(InputError, match=r"labels in \[0, 3\] or -1"):
+        labelled(x, r, t, torch.tensor([0, -2, 1]))
+    with pytest.raises(InputError, match="integer class labels"):
+        labelled(x, r, t, torch.zeros(3))
+    with pytest.raises(InputError, match="integer class labels"):
+        labelled(x, r, t, torch.zeros(3, 1, dtype=torch.long))
+
+
+def test_single_level_unets():
+    # One level: no down/up-sampling, any length passes through unpadded.
+    u1 = perturb(build_backbone("unet1d", channels=2, down_dims=(8,), n_groups=4, emb_dim=8))
+    u2 = perturb(build_backbone("unet2d", in_channels=1, base=8, channel_mults=(1,)))
+    for net, x in ((u1, torch.randn(2, 3, 2)), (u2, torch.randn(2, 1, 3, 5))):
+        out = net(x, torch.zeros(2), torch.ones(2))
+        assert out.shape == x.shape and out.abs().max() > 0
+
+
+def test_transformer_rejects_too_long_sequences():
+    model = build_backbone("transformer", channels=2, width=8, depth=1, heads=2, max_len=4)
+    with pytest.raises(InputError, match="max_len=4"):
+        model(torch.randn(1, 5, 2), torch.zeros(1), torch.ones(1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_spec_round_trip(name):
+    model = make(name, num_classes=3)
+    spec = backbone_spec(model)
+    spec = json.loads(json.dumps(spec))  # must survive JSON
+    assert spec["name"] == name
+    twin = build_backbone(spec["name"], **spec["config"])
+    assert type(twin) is type(model)
+    assert twin.config == model.config
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in twin.state_dict().items()}
+    twin.load_state_dict(perturb(model).state_dict())
+    x = torch.randn(SHAPES[name][1])
+    r, t = times(x.shape[0])
+    labels = torch.arange(x.shape[0]) % 3
+    assert torch.equal(twin(x, r, t, labels), model(x, r, t, labels))
+
+
+def test_build_backbone_errors_and_passthrough():
+    with pytest.raises(InputError, match="mlp.*transformer.*unet1d.*unet2d"):
+        build_backbone("resnet", dim=3)
+    with pytest.raises(InputError, match=r"\['widthh'\]"):
+        build_backbone("mlp", dim=3, widthh=4)
+    with pytest.raises(InputError, match=r"requires \['dim'\]"):
+        build_backbone("mlp")
+    with pytest.raises(InputError, match="hidden"):
+        build_backbone("mlp", dim=3, hidden=0)
+    with pytest.raises(InputError, match="n_groups"):
+        build_backbone("unet1d", channels=2, down_dims=(12, 16), n_groups=8)
+    with pytest.raises(InputError, match="heads"):
+        build_backbone("transformer", channels=2, width=10, heads=4)
+    with pytest.raises(InputError, match="attn_resolutions"):
+        build_backbone("unet2d", in_channels=1, attn_resolutions=(3,))
+    with pytest.raises(InputError, match="at most one"):
+        build_backbone("mlp", dim=3, cond_dim=2, num_classes=3)
+    model = make("mlp")
+    assert build_backbone(model) is model
+    with pytest.raises(InputError):
+        build_backbone(model, dim=4)
+    with pytest.raises(InputError, match="model: expected an instance"):
+        backbone_spec(torch.nn.Linear(2, 2))
+
+
+def test_auto_backbone():
+    assert auto_backbone((5,)) == "mlp"
+    assert auto_backbone(torch.Size([16, 4])) == "unet1d"
+    assert auto_backbone([3, 32, 32]) == "unet2d"
+    for bad in [(), (1, 2, 3, 4)]:
+        with pytest.raises(InputError, match="sample_shape"):
+            auto_backbone(bad)
+
+
+def test_all_names_import():
+    import meanflow_sci.nn as nn_pkg
+
+    for name in nn_pkg.__all__:
+        assert getattr(nn_pkg, name) is not None
