@@ -45,10 +45,16 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=8000, help="training points (default 8000)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--lam",
+        default="linear",
+        help="λ: a number in [0, 1] or a schedule name (linear, cosine, step); default linear",
+    )
     p.add_argument("--out", default="outputs/two_circles.png", help="figure path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
 
+    lam = a.lam if a.lam in mfs.core.SCHEDULES else float(a.lam)
     data = two_circles(a.n, seed=a.seed)
     t0 = time.perf_counter()
     model = mfs.fit(
@@ -58,7 +64,7 @@ def main(argv=None) -> int:
         max_steps=a.steps,
         batch_size=256,
         lr=2e-3,
-        lam="linear",
+        lam=lam,
         time_sampler="uniform",
         device=a.device,
         seed=a.seed,

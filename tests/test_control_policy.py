@@ -136,3 +136,17 @@ def test_compare_runs_methods_on_the_same_seeds(pendulum_ds):
     assert "| fm-10 | 10 |" in table and "expert (lqr)" in table
     with pytest.raises(InputError, match="methods"):
         compare(pendulum_ds, methods=("ddpm",))
+
+
+def test_example_script_help_lists_its_options():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "control_synthesis.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0
+    for flag in ("--env", "--episodes", "--steps", "--device", "--out"):
+        assert flag in out.stdout

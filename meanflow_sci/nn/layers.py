@@ -22,6 +22,7 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -52,11 +53,13 @@ def set_lean_jvp(enabled: bool) -> bool:
 
 
 def use_lean_jvp(x: Tensor) -> bool:
-    """True inside a ``torch.func`` transform with gradients disabled (the lean-JVP case)."""
+    """True for a forward-mode input (a dual tensor or inside ``torch.func.jvp``) with gradients
+    disabled: the lean-JVP case."""
+    if not _LEAN["enabled"] or torch.is_grad_enabled():
+        return False
     return (
-        _LEAN["enabled"]
-        and not torch.is_grad_enabled()
-        and torch._C._functorch.is_functorch_wrapped_tensor(x)
+        torch._C._functorch.is_functorch_wrapped_tensor(x)
+        or fwAD.unpack_dual(x).tangent is not None
     )
 
 
