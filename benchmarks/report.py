@@ -23,6 +23,7 @@ from typing import Any
 __all__ = ["collect_tables", "markdown", "write_plots", "table_markdown"]
 
 _MAX_LIST = 8  # longer lists (per-time curves, ...) are left out of tables
+_SUMMARY_KEYS = ("target", "targets", "verdicts", "ratios")
 
 
 # -- tables ----------------------------------------------------------------------------------------
@@ -97,6 +98,8 @@ def collect_tables(record: dict) -> list[dict]:
         if entry.get("status") != "ok" or not isinstance(result, dict):
             continue
         if isinstance(result.get("tables"), list) and result["tables"]:
+            # Small summary dicts beside the tables (targets, verdicts, ratios) are shown too.
+            extra = {k: result[k] for k in _SUMMARY_KEYS if isinstance(result.get(k), dict)}
             found = []
             for t in result["tables"]:
                 if isinstance(t, dict) and t.get("rows"):
@@ -108,6 +111,7 @@ def collect_tables(record: dict) -> list[dict]:
                         t["columns"] = list(dict.fromkeys(k for r in t["rows"] for k in r))
                     found.append(t)
             tables.extend(found)
+            tables.extend(_generic_tables(task, extra))
         elif isinstance(result.get("methods"), dict):
             tables.extend(_images_tables(result))
         else:
@@ -259,12 +263,48 @@ def _panels(record: dict, kind: str) -> list[tuple[str, str, str, dict[str, list
         if s:
             x = "NFE" if kind == "nfe" else "training wall clock (s)"
             panels.append(("images: digits", x, "Fréchet distance", s))
+    if kind == "nfe":
+        panels.extend(_table_panels(record))
     for task, res in results.items():
         key, x_key = ("quality_vs_nfe", "nfe") if kind == "nfe" else ("quality_vs_time", "train_s")
         series, metric = _series_from(res, key, x_key)
         if series:
             x = "NFE" if kind == "nfe" else "training wall clock (s)"
             panels.append((task, x, metric, series))
+    return panels
+
+
+# Quality columns that task tables use, in order of preference, for the NFE plot.
+_QUALITY_KEYS = (
+    "rel_l2_median",
+    "frechet_distance",
+    "sw_over_floor",
+    "sw_mean",
+    "normalized_score",
+    "score",
+)
+
+
+def _table_panels(record: dict) -> list[tuple[str, str, str, dict[str, list]]]:
+    """Quality against NFE from task tables that have an NFE column and a known quality column
+    (rows grouped by ``method``); the suite's own speed and claims tables are skipped."""
+    panels = []
+    for t in record.get("tables", []):
+        if t.get("task") in ("speed", "claims"):
+            continue
+        cols = t.get("columns", [])
+        nfe_key = next((c for c in cols if c.lower() == "nfe"), None)
+        metric = next((k for k in _QUALITY_KEYS if k in cols), None)
+        if nfe_key is None or metric is None:
+            continue
+        series: dict[str, list] = {}
+        for row in t["rows"]:
+            x, y = row.get(nfe_key), row.get(metric)
+            if isinstance(x, (int, float)) and x > 0 and isinstance(y, (int, float)):
+                series.setdefault(str(row.get("method", "?")), []).append((x, y))
+        if series:
+            title = str(t.get("title", t["name"]))
+            panels.append((title[:48], "NFE", metric, series))
     return panels
 
 

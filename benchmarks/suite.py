@@ -47,6 +47,7 @@ __all__ = [
     "machine_info",
     "git_commit",
     "run_speed",
+    "speed_rows",
     "run_suite",
     "parse_tasks",
 ]
@@ -163,6 +164,24 @@ def _latency(case: tuple, nfes: Sequence[int], repeats: int, device: torch.devic
     return rows
 
 
+def speed_rows(
+    speed_step: Any, repeats: int, ratio: float, cases: Sequence[tuple]
+) -> tuple[list[dict], dict[str, str]]:
+    """``speed_step.run`` one case at a time, so one failing backbone does not lose the others.
+
+    Returns:
+        The rows of the cases that ran, and ``{"<backbone> (<size>)": error}`` of those that
+        raised.
+    """
+    rows, errors = [], {}
+    for case in cases:
+        try:
+            rows.extend(speed_step.run(repeats, ratio, [case]))
+        except Exception as exc:  # noqa: BLE001 - recorded in the table
+            errors[f"{case[0]} ({case[1]})"] = f"{type(exc).__name__}: {exc}"
+    return rows, errors
+
+
 def run_speed(
     suite: str = "quick", device: str = "auto", out: str | Path | None = None, seed: int = 0
 ) -> dict:
@@ -186,7 +205,9 @@ def run_speed(
     dev = resolve_device(device)
     cases = SPEED_CASES[cfg.cases]
     t0 = time.perf_counter()
-    step_rows = speed_step.run(cfg.repeats, cfg.ratio_r_neq_t, cases)
+    step_rows, errors = speed_rows(speed_step, cfg.repeats, cfg.ratio_r_neq_t, cases)
+    if not step_rows:
+        raise RuntimeError(f"every training-step case failed: {errors}")
     latency_rows = []
     for case in cases:
         latency_rows.extend(_latency(case, cfg.nfe, cfg.latency_repeats, dev))
@@ -202,9 +223,14 @@ def run_speed(
             "λ=0/FM": round(r["mmf0_over_fm"], 2),
             "λ=1/FM": round(r["mmf1_over_fm"], 2),
             "1-step/forward": round(r["sample1_over_forward"], 2),
+            **(
+                {"λ=0/FM (torch.func.jvp)": round(r["mmf0_func_over_fm"], 2)}
+                if "mmf0_func_over_fm" in r
+                else {}
+            ),
         }
         for r in step_rows
-    ]
+    ] + [{"backbone": k, "error": v} for k, v in errors.items()]
     pivot: dict[tuple[str, str], dict] = {}
     for r in latency_rows:
         row = pivot.setdefault(
@@ -222,7 +248,7 @@ def run_speed(
             "task": "speed",
             "title": f"Training-step cost, MMF against flow matching (CPU, "
             f"{torch.get_num_threads()} threads, median of {cfg.repeats}, ratios from one run)",
-            "columns": list(step_table[0].keys()),
+            "columns": list(dict.fromkeys(k for r in step_table for k in r)),
             "rows": step_table,
         },
         {
@@ -246,6 +272,7 @@ def run_speed(
         },
         "device": {"step_cost": "cpu", "latency": str(dev)},
         "step_cost": step_rows,
+        "errors": errors,
         "latency": latency_rows,
         "tables": tables,
         "wall_s": round(time.perf_counter() - t0, 1),

@@ -19,14 +19,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from meanflow_sci.core import OBJECTIVES, make_objective
@@ -48,6 +45,7 @@ from meanflow_sci.errors import (
 )
 from meanflow_sci.nn import BACKBONES, auto_backbone, backbone_spec, build_backbone
 from meanflow_sci.train import TrainConfig, Trainer
+from meanflow_sci.train.checkpoint import read_folder, write_folder
 
 __all__ = [
     "fit",
@@ -254,26 +252,15 @@ class FittedModel:
             tensors.update(
                 {f"cond_normalizer.{k}": v for k, v in self.cond_normalizer.state_dict().items()}
             )
-        tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
-        config_text = json.dumps(self.config(), indent=1, allow_nan=True)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
-            save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
-            (tmp / CONFIG_FILE).write_text(config_text)
-            if target.exists():
-                # os.replace cannot replace a non-empty folder: move the old one aside first.
-                old = target.parent / f".old-{target.name}-{os.getpid()}"
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        write_folder(
+            target,
+            tensors,
+            self.config(),
+            weights_name=WEIGHTS_FILE,
+            config_name=CONFIG_FILE,
+            fmt=MODEL_FORMAT,
+        )
         return target
 
     def __repr__(self) -> str:
@@ -347,26 +334,13 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Fitt
         CheckpointError: the folder is missing, truncated, or not a saved model.
     """
     folder = Path(path)
-    weights, config_file = folder / WEIGHTS_FILE, folder / CONFIG_FILE
-    if not folder.is_dir() or not weights.is_file() or not config_file.is_file():
-        raise CheckpointError(
-            f"path: expected a saved model folder with {WEIGHTS_FILE} and {CONFIG_FILE}, "
-            f"got {str(folder)!r}"
-        )
-    try:
-        cfg = json.loads(config_file.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_file}: not valid JSON (truncated?): {exc}") from exc
-    if not isinstance(cfg, dict) or cfg.get("format") != MODEL_FORMAT:
-        got = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
-        raise CheckpointError(f"{config_file}: expected format {MODEL_FORMAT!r}, got {got!r}")
-    try:
-        # load_file parses a JSON header and reads raw tensors: it never unpickles.
-        tensors = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"{weights}: not a readable safetensors file (truncated or foreign?): {exc}"
-        ) from exc
+    tensors, cfg = read_folder(
+        folder,
+        weights_name=WEIGHTS_FILE,
+        config_name=CONFIG_FILE,
+        fmt=MODEL_FORMAT,
+        what="saved model",
+    )
     try:
         spec = cfg["backbone"]
         net = build_backbone(spec["name"], **spec["config"])
@@ -516,7 +490,7 @@ def fit(
     max_steps: int = 2000,
     batch_size: int = 256,
     lr: float = 1e-3,
-    lam: Any = "linear",
+    lam: Any = 0.0,
     lam_warmup: int | None = None,
     time_sampler: Any = None,
     adaptive_p: float = 1.0,
@@ -549,7 +523,13 @@ def fit(
         batch_size: Samples per step (capped at the number of training samples).
         lr: Peak learning rate.
         lam: MMF's λ: a number in ``[0, 1]``, a schedule name (``"linear"``, ``"cosine"``,
-            ``"step"``, ``"constant"``) or a callable of the step.
+            ``"step"``, ``"constant"``) or a callable of the step. The default 0 is MeanFlow's
+            stop-gradient loss. λ > 0 also descends through the JVP, which for a stochastic
+            target (a distribution rather than a map from ``cond``) adds the gradient of the
+            conditional-velocity variance term ``tr((I - (t-r)∂u/∂z) Σ (I - (t-r)∂u/∂z)ᵀ)``;
+            minimising it contracts the one-step map towards the mean (``examples/
+            two_circles_2d.py --lam linear`` shows the collapse), and each step costs more.
+            The paper's curriculum is ``lam="linear"``.
         lam_warmup: Warm-up length of a named schedule; default ``max_steps // 2``.
         time_sampler: Time sampler name, config dict or callable; None uses the objective's.
         adaptive_p: Power of MMF's adaptive loss weight (0 turns it off).

@@ -42,12 +42,12 @@ def test_vectors_loss_falls_with_regression():
 def test_vectors_mmf_lambda_curriculum_and_samples():
     g = np.random.default_rng(1)
     x = g.normal(size=(200, 2)) * [1.0, 5.0] + [10.0, -3.0]
-    fm = fit(x, max_steps=20, batch_size=50, backbone_kwargs=MLP_TINY, **QUIET)
+    fm = fit(x, lam="linear", max_steps=20, batch_size=50, backbone_kwargs=MLP_TINY, **QUIET)
     assert isinstance(fm, FittedModel) and fm.backbone["name"] == "mlp"
     assert fm.sampling_mode == "mean" and fm.objective_config["name"] == "mmf"
     assert fm.steps_trained == 20 and fm.train_time_s > 0
     lam = {row["step"]: row["lam"] for row in fm.history}
-    # default: linear warm-up over the first half of training
+    # a named schedule warms up over the first half of training unless lam_warmup is given
     assert fm.objective_config["lam"] == {"name": "linear", "warmup_steps": 10}
     assert min(lam.values()) < 1.0 and lam[max(lam)] == 1.0
     s = fm.sample(64, seed=0)

@@ -82,7 +82,7 @@ def test_save_refuses_foreign_targets(vec_model, tmp_path):
 
 def test_load_truncated_and_foreign(vec_model, tmp_path):
     path = vec_model.save(tmp_path / "m")
-    with pytest.raises(CheckpointError, match="saved model folder"):
+    with pytest.raises(CheckpointError, match="no saved model at .*expected a folder with"):
         load(tmp_path / "missing")
     weights = path / WEIGHTS_FILE
     data = weights.read_bytes()

@@ -173,9 +173,9 @@ _CHILD = textwrap.dedent(
     out = Path(sys.argv[1])
     real_write = checkpoint._write_files
 
-    def slow_write(folder, tensors, state):
+    def slow_write(folder, tensors, state, *args):
         if state["step"] == 4:
-            real_write(folder, tensors, state)
+            real_write(folder, tensors, state, *args)
         else:  # start writing, then hang until killed
             (folder / checkpoint.WEIGHTS_FILE).write_bytes(b"partial")
             (out.parent / "writing").write_text(str(state["step"]))

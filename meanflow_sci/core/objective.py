@@ -83,7 +83,7 @@ class Guidance:
         check_range("guidance.drop_prob", self.drop_prob, 0.0, 1.0)
 
 
-JVP_BACKENDS = ("dual", "func")
+JVP_BACKENDS = ("auto", "dual", "func")
 
 
 def sg_lambda(a: torch.Tensor, lam: float) -> torch.Tensor:
@@ -245,8 +245,8 @@ class ModularMeanFlow(_Objective):
             ``None``.
         guidance: classifier-free guidance trained into the target.
         check_inputs: validate ``x``, ``t``, ``r``, ``noise`` and ``cond`` on every call.
-        jvp_backend: ``"dual"`` (forward-mode dual tensors, the default) or ``"func"``
-            (``torch.func.jvp``); see :meth:`time_derivative`.
+        jvp_backend: ``"auto"`` (the default), ``"dual"`` (forward-mode dual tensors) or
+            ``"func"`` (``torch.func.jvp``); see :meth:`time_derivative`.
 
     Example:
         >>> obj = ModularMeanFlow(lam="linear", lam_warmup=1000)
@@ -271,7 +271,7 @@ class ModularMeanFlow(_Objective):
         ratio_r_neq_t: float | None = None,
         guidance: Guidance | dict | None = None,
         check_inputs: bool = True,
-        jvp_backend: str = "dual",
+        jvp_backend: str = "auto",
     ) -> None:
         self.jvp_backend = check_choice("jvp_backend", jvp_backend, JVP_BACKENDS)
         sk = {} if ratio_r_neq_t is None else {"ratio_r_neq_t": ratio_r_neq_t}
@@ -320,7 +320,7 @@ class ModularMeanFlow(_Objective):
 
     @staticmethod
     def time_derivative(
-        model, z, r, t, v, cond=None, *, lam: float = 0.0, backend: str = "dual"
+        model, z, r, t, v, cond=None, *, lam: float = 0.0, backend: str = "auto"
     ) -> torch.Tensor:
         """``du/dt = v · ∂_z u + ∂_t u`` by one forward-mode JVP, zero where ``r == t``.
 
@@ -329,9 +329,12 @@ class ModularMeanFlow(_Objective):
         Args:
             backend: ``"dual"`` propagates dual tensors (``torch.autograd.forward_ad``);
                 ``"func"`` uses ``torch.func.jvp``. Both are exact forward mode and give the same
-                values; on CPU ``"dual"`` has less per-operation overhead and lets the backbones'
-                lean layers (``meanflow_sci.nn.layers``) use their own tangent formulas, which
-                measured 1.3-2x faster on the four backbones (``benchmarks/speed_step.py``).
+                values. Without gradients (λ = 0) ``"dual"`` has far less per-operation overhead
+                on CPU and lets the backbones' lean layers (``meanflow_sci.nn.layers``) use their
+                own tangent formulas (see ``benchmarks/speed_step.py``). With gradients through
+                the tangent (λ > 0), PyTorch's dual-tensor softmax formula modifies a saved
+                tensor in place and breaks the backward pass, so ``"auto"`` (the default) picks
+                ``"dual"`` for λ = 0 and ``"func"`` otherwise.
         """
         moving = t > r
         n_moving = int(moving.sum())
@@ -346,6 +349,8 @@ class ModularMeanFlow(_Objective):
             idx = None
 
         check_choice("backend", backend, JVP_BACKENDS)
+        if backend == "auto":
+            backend = "dual" if lam == 0.0 else "func"
         grad_ctx = torch.no_grad() if lam == 0.0 else nullcontext()
         with grad_ctx, _fp32_region(z.device):
             z, r, t, v = _acc(z), _acc(r), _acc(t), _acc(v)

@@ -113,6 +113,7 @@ class _GroupNormJVP(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, x_t, _g, w_t, b_t, _e) -> Tensor:
         x, w = ctx.saved_tensors
+        x, x_t = x.contiguous(), x_t.contiguous()
         shape = x.shape
         n, c = shape[0], shape[1]
         # The native kernel gives the normalised values and 1/std in one pass (x.var is slow).

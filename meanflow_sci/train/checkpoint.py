@@ -118,14 +118,87 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write_files(folder: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-    """Write the two files of a checkpoint into ``folder`` (a fresh temporary folder)."""
+def _write_files(
+    folder: Path,
+    tensors: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    weights_name: str,
+    config_name: str,
+    fmt: str,
+) -> None:
+    """Write the two files into ``folder`` (a fresh temporary folder) and flush them."""
     # safetensors refuses shared or non-contiguous storage: save independent CPU copies.
     flat = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
-    save_file(flat, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
-    (folder / STATE_FILE).write_text(json.dumps(state, indent=1, allow_nan=True))
-    for name in (WEIGHTS_FILE, STATE_FILE):
+    save_file(flat, str(folder / weights_name), metadata={"format": fmt})
+    (folder / config_name).write_text(json.dumps(config, indent=1, allow_nan=True))
+    for name in (weights_name, config_name):
         _fsync(folder / name)
+
+
+def write_folder(
+    final: Path,
+    tensors: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    *,
+    weights_name: str,
+    config_name: str,
+    fmt: str,
+) -> Path:
+    """Write ``tensors`` (safetensors) and ``config`` (JSON) as the folder ``final``, atomically.
+
+    The files go to a temporary sibling folder that is renamed into place, so a crash at any
+    moment leaves either the previous ``final`` or the new one, never a half-written folder.
+    """
+    final = Path(final)
+    tmp = final.parent / f"{_TMP_PREFIX}{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _write_files(tmp, tensors, config, weights_name, config_name, fmt)
+        if final.exists():
+            # os.replace cannot replace a non-empty folder: move the old one aside first.
+            old = final.parent / f"{_TMP_PREFIX}old-{final.name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_folder(
+    folder: Path, *, weights_name: str, config_name: str, fmt: str, what: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a folder written by :func:`write_folder`; nothing is unpickled.
+
+    Raises:
+        CheckpointError: missing files, invalid JSON, another format, or unreadable tensors.
+    """
+    folder = Path(folder)
+    weights, config_file = folder / weights_name, folder / config_name
+    if not folder.is_dir() or not weights.is_file() or not config_file.is_file():
+        raise CheckpointError(
+            f"no {what} at {str(folder)!r}: expected a folder with {weights_name} and {config_name}"
+        )
+    try:
+        config = json.loads(config_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{config_file}: not valid JSON (truncated?): {exc}") from exc
+    found = config.get("format") if isinstance(config, dict) else type(config).__name__
+    if found != fmt:
+        raise CheckpointError(f"{config_file}: expected format {fmt!r}, got {found!r}")
+    try:
+        # load_file parses a JSON header and reads raw tensors: it never unpickles.
+        tensors = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{weights}: not a readable safetensors file (truncated or foreign?): {exc}"
+        ) from exc
+    return tensors, config
 
 
 def write_checkpoint(
@@ -159,23 +232,14 @@ def write_checkpoint(
                 )
     for stale in root.glob(_TMP_PREFIX + "*"):
         shutil.rmtree(stale, ignore_errors=True)
-    final = root / checkpoint_name(step)
-    tmp = root / f"{_TMP_PREFIX}{final.name}-{os.getpid()}"
-    tmp.mkdir()
-    try:
-        _write_files(tmp, tensors, {**state, "step": step, "format": FORMAT})
-        if final.exists():
-            # os.replace cannot replace a non-empty folder: move the old one aside first.
-            old = root / f"{_TMP_PREFIX}old-{final.name}-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        _fsync(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    final = write_folder(
+        root / checkpoint_name(step),
+        tensors,
+        {**state, "step": step, "format": FORMAT},
+        weights_name=WEIGHTS_FILE,
+        config_name=STATE_FILE,
+        fmt=FORMAT,
+    )
     if keep_last > 0:
         for old in list_checkpoints(root)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
@@ -194,29 +258,11 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         newest = latest_checkpoint(path)
         if newest is not None:
             path = newest
-    weights, state_file = path / WEIGHTS_FILE, path / STATE_FILE
-    if not path.is_dir() or not weights.is_file() or not state_file.is_file():
-        raise CheckpointError(
-            f"no checkpoint at {str(path)!r}: "
-            f"expected a folder with {WEIGHTS_FILE} and {STATE_FILE}"
-        )
-    try:
-        state = json.loads(state_file.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{state_file}: not a valid JSON checkpoint state ({exc})") from exc
-    found = state.get("format") if isinstance(state, dict) else None
-    if found != FORMAT or "step" not in state:
-        raise CheckpointError(
-            f"{state_file}: expected a state with format {FORMAT!r} and a step; "
-            f"got {type(state).__name__} with format {found!r}"
-        )
-    try:
-        # load_file parses the header and memory-maps raw tensors: it never unpickles.
-        tensors = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"{weights}: not a readable safetensors file (truncated or foreign?): {exc}"
-        ) from exc
+    tensors, state = read_folder(
+        path, weights_name=WEIGHTS_FILE, config_name=STATE_FILE, fmt=FORMAT, what="checkpoint"
+    )
+    if not isinstance(state.get("step"), int):
+        raise CheckpointError(f"{path / STATE_FILE}: expected an integer 'step' in the state")
     return Checkpoint(path=path, step=int(state["step"]), tensors=tensors, state=state)
 
 
