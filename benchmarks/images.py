@@ -22,11 +22,12 @@ import json
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
+from meanflow_sci.core.time_samplers import LogitNormalTimeSampler
 from meanflow_sci.tasks.images import (
     digit_classifier,
     evaluate_images,
@@ -55,6 +56,17 @@ class Suite:
     # run the linear curriculum (λ -> 1 half-way) had not learnt the digits at all (FD ~2950,
     # chance label accuracy) where λ = 0 had begun to, so the short suites use 0.
     lam: float | str = 0.0
+    # Shared by both objectives (a short run needs a short warm-up and a larger step size).
+    lr: float = 1e-3
+    lr_warmup_steps: int = 100
+    # Classifier-free guidance scale trained into the target of both objectives (1 = none; the
+    # null class is then not trained).
+    omega: float = 1.0
+    # MMF only: adaptive loss weight power p, and the logit-normal time sampler.
+    adaptive_p: float = 1.0
+    time_mu: float = -0.4
+    time_sigma: float = 1.0
+    ratio_r_neq_t: float = 0.25
 
 
 SUITES = {
@@ -77,6 +89,20 @@ SUITES = {
 }
 
 
+def _objective_kwargs(objective: str, suite: Suite) -> dict:
+    """fit_images keyword arguments of one objective under a suite (shared ones included)."""
+    kw: dict = {"lr": suite.lr, "lr_warmup_steps": suite.lr_warmup_steps}
+    if suite.omega != 1.0:
+        kw["guidance"] = {"omega": suite.omega, "kappa": 0.0, "drop_prob": 0.1}
+    if objective == "mmf":
+        kw["lam"] = suite.lam
+        kw["adaptive_p"] = suite.adaptive_p
+        kw["time_sampler"] = LogitNormalTimeSampler(
+            mu=suite.time_mu, sigma=suite.time_sigma, ratio_r_neq_t=suite.ratio_r_neq_t
+        )
+    return kw
+
+
 def _seconds_per_step(data, objective: str, suite: Suite, device: str, seed: int) -> float:
     """Median seconds per optimizer step, first step (one-off set-up costs) excluded."""
     fitted = fit_images(
@@ -89,6 +115,7 @@ def _seconds_per_step(data, objective: str, suite: Suite, device: str, seed: int
         device=device,
         seed=seed,
         progress=False,
+        **_objective_kwargs(objective, suite),
     )
     rates = [h["steps_per_s"] for h in fitted.history[1:] if h.get("steps_per_s")]
     if not rates:
@@ -112,6 +139,7 @@ def run(
     out: str | Path | None = None,
     seed: int = 0,
     threads: int | None = None,
+    overrides: dict | None = None,
 ) -> dict:
     """Run the images benchmark; return a JSON-able dict (and write files when ``out`` is set).
 
@@ -122,6 +150,7 @@ def run(
             nothing.
         seed: training and sampling seed.
         threads: ``torch.set_num_threads`` for the run (None leaves it).
+        overrides: :class:`Suite` fields replacing the suite's, e.g. ``{"omega": 2.0}``.
 
     Returns:
         dict with the machine, the suite, per-method metrics, the timing and the target verdict.
@@ -130,7 +159,7 @@ def run(
         raise ValueError(f"suite: expected one of {sorted(SUITES)}, got {suite!r}")
     if threads is not None:
         torch.set_num_threads(threads)
-    cfg = SUITES[suite]
+    cfg = replace(SUITES[suite], **(overrides or {}))
     t_start = time.perf_counter()
     data = load_digits(size=cfg.size)
     extractor = digit_classifier()
@@ -157,7 +186,7 @@ def run(
             progress=False,
             log_every=max(1, steps[obj] // 20),
             ema_decay=cfg.ema_decay,
-            **({"lam": cfg.lam} if obj == "mmf" else {}),
+            **_objective_kwargs(obj, cfg),
         )
 
     gen = torch.Generator().manual_seed(seed + 1)
@@ -263,6 +292,29 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["omega=2", "lam=linear"]`` -> Suite overrides, each value cast to its field's type."""
+    types = {f.name: f.type for f in fields(Suite)}
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in types:
+            raise SystemExit(
+                f"--set: expected FIELD=VALUE with FIELD in {sorted(types)}, got {item!r}"
+            )
+        kind = str(types[key])
+        if kind == "int":
+            out[key] = int(value)
+        elif kind == "float":
+            out[key] = float(value)
+        else:  # lam: a number or a schedule name
+            try:
+                out[key] = float(value)
+            except ValueError:
+                out[key] = value
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="quick", choices=sorted(SUITES))
@@ -270,8 +322,22 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench_images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a Suite field, e.g. --set omega=2.0 (repeatable)",
+    )
     args = parser.parse_args()
-    result = run(args.suite, device=args.device, out=args.out, seed=args.seed, threads=args.threads)
+    result = run(
+        args.suite,
+        device=args.device,
+        out=args.out,
+        seed=args.seed,
+        threads=args.threads,
+        overrides=parse_overrides(args.set),
+    )
     print(markdown_table(result))
     print(f"wrote {args.out}/images.json, images.md, images_samples.png")
 

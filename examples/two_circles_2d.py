@@ -41,7 +41,7 @@ def radial_error(x: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
+    p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
     p.add_argument("--n", type=int, default=8000, help="training points (default 8000)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
     p.add_argument("--seed", type=int, default=0)
@@ -53,7 +53,14 @@ def main(argv=None) -> int:
     p.add_argument(
         "--time-sampler", default="uniform", help="uniform or logit_normal (default uniform)"
     )
-    p.add_argument("--ratio", type=float, default=0.5, help="fraction of the batch with r != t")
+    p.add_argument("--ratio", type=float, default=0.25, help="fraction of the batch with r != t")
+    p.add_argument(
+        "--adaptive-p",
+        type=float,
+        default=0.0,
+        help="power of the adaptive loss weight (default 0: on this data p=1 blurred the "
+        "outer circle, median distance 0.14 against 0.08 at 3000 steps)",
+    )
     p.add_argument("--out", default="outputs/two_circles.png", help="figure path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
@@ -70,6 +77,7 @@ def main(argv=None) -> int:
         lr=2e-3,
         lam=lam,
         time_sampler={"name": a.time_sampler, "ratio_r_neq_t": a.ratio},
+        adaptive_p=a.adaptive_p,
         device=a.device,
         seed=a.seed,
         progress=not a.quiet,
