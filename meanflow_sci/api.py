@@ -532,7 +532,11 @@ def fit(
             The paper's curriculum is ``lam="linear"``.
         lam_warmup: Warm-up length of a named schedule; default ``max_steps // 2``.
         time_sampler: Time sampler name, config dict or callable; None uses the objective's.
-        adaptive_p: Power of MMF's adaptive loss weight (0 turns it off).
+        adaptive_p: Power of MMF's adaptive loss weight ``1 / (||Δ||² + c)^p`` (0 turns it off).
+            The default 1 is MeanFlow's; it down-weights hard samples, which helped on
+            conditional trajectories but left low-dimensional distributions underfitted here
+            (two circles: median distance 0.14 vs 0.08 with p = 0; Reacher action chunks: final
+            mse 0.63 vs 0.045 and one elbow branch lost). Try 0 for low-dimensional data.
         guidance: Classifier-free guidance trained into the target (a ``Guidance`` or a dict);
             needs ``cond``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...

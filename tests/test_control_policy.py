@@ -57,6 +57,13 @@ def test_tiny_policy_trains_and_runs_an_evaluation_episode(tiny_policy):
     assert res["success_rate"] in (0.0, 0.5, 1.0)
 
 
+def test_mmf_policy_uses_the_stop_gradient_loss_without_adaptive_weight(tiny_policy):
+    # λ > 0 and the adaptive weight both merged Reacher's elbow branches (see train_policy).
+    cfg = tiny_policy.model.objective_config
+    assert cfg["name"] == "mmf" and cfg["adaptive_p"] == 0.0
+    assert cfg["lam"] == {"name": "constant", "value": 0.0}
+
+
 def test_sampling_is_seeded_and_steps_change_the_sampler(tiny_policy):
     hist = np.random.default_rng(0).normal(size=(2, 2, 4)).astype(np.float32)
     a = tiny_policy.generate(hist, seed=5)

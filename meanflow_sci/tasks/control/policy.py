@@ -285,6 +285,7 @@ def train_policy(
     max_steps: int = 2000,
     batch_size: int = 256,
     lr: float = 1e-3,
+    adaptive_p: float = 0.0,
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
@@ -305,8 +306,15 @@ def train_policy(
         backbone_kwargs: Backbone config fields (e.g. ``{"down_dims": (64, 128)}``).
         steps: Sampling steps (default 1; pass 10 or 100 for flow matching).
         max_steps, batch_size, lr, seed, device, progress: Passed to ``fit``.
+        adaptive_p: Power of MMF's adaptive loss weight ``1 / (|err|^2 + c)^p``; unused by
+            ``"fm"`` and ``"regression"``. Policies default to 0 (plain squared error): on
+            Reacher action chunks ``p = 1`` (``fit``'s default, tuned for images) left the
+            network far from the data (final mse 0.63 against 0.045 after 1500 steps) and its
+            one-step chunks averaged the two elbow branches, as behaviour cloning does.
         name: Label for tables.
-        **fit_kwargs: Further ``fit`` options (``lam``, ``ema_decay``, ...).
+        **fit_kwargs: Further ``fit`` options (``lam``, ``time_sampler``, ``ema_decay``, ...).
+            ``lam`` keeps ``fit``'s default 0 (MeanFlow's stop-gradient loss): λ > 0 pulls the
+            one-step map towards the conditional mean, which merges multimodal demonstrations.
 
     Returns:
         A :class:`ChunkPolicy`.
@@ -328,6 +336,7 @@ def train_policy(
         max_steps=max_steps,
         batch_size=batch_size,
         lr=lr,
+        adaptive_p=adaptive_p,
         seed=seed,
         device=device,
         progress=progress,
