@@ -74,8 +74,11 @@ def test_lean_path_is_taken_only_without_gradients():
         ("mlp", {"dim": 3, "hidden": 16, "depth": 2}, (5, 3)),
         ("unet1d", {"channels": 2, "down_dims": (8, 16)}, (3, 7, 2)),
         ("transformer", {"channels": 2, "width": 16, "depth": 1, "heads": 2}, (3, 5, 2)),
-        ("unet2d", {"in_channels": 1, "base": 8, "channel_mults": (1, 2), "resolution": 8},
-         (2, 1, 6, 6)),
+        (
+            "unet2d",
+            {"in_channels": 1, "base": 8, "channel_mults": (1, 2), "resolution": 8},
+            (2, 1, 6, 6),
+        ),
     ],
 )
 def test_objective_time_derivative_same_with_lean_layers(name, kwargs, shape):
