@@ -110,8 +110,6 @@ def _check_x(x: Any) -> None:
 
 def _check_times(x: torch.Tensor, t: Any, r: Any) -> tuple[torch.Tensor, torch.Tensor]:
     b = x.shape[0]
-    if r is not None and t is None:
-        raise InputError("r: expected t to be given too when r is given, got t=None")
     out = []
     for name, val in (("t", t), ("r", t if r is None else r)):
         val = torch.as_tensor(val, dtype=x.dtype, device=x.device)
