@@ -257,12 +257,16 @@ class Linear(nn.Linear):
         return F.linear(x, self.weight, self.bias)
 
 
-class Conv1d(nn.Conv1d):
+class _LeanConv:
+    """Forward of ``nn.Conv1d`` / ``nn.Conv2d`` with the lean JVP; ``_conv`` is the functional."""
+
+    _conv: Callable
+
     def forward(self, x: Tensor) -> Tensor:
         if self.padding_mode != "zeros" or not use_lean_jvp(x):
             return super().forward(x)
         fn = partial(
-            F.conv1d,
+            type(self)._conv,
             stride=self.stride,
             padding=self.padding,
             dilation=self.dilation,
@@ -271,18 +275,12 @@ class Conv1d(nn.Conv1d):
         return _AffineJVP.apply(fn, x, self.weight, self.bias)
 
 
-class Conv2d(nn.Conv2d):
-    def forward(self, x: Tensor) -> Tensor:
-        if self.padding_mode != "zeros" or not use_lean_jvp(x):
-            return super().forward(x)
-        fn = partial(
-            F.conv2d,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-        )
-        return _AffineJVP.apply(fn, x, self.weight, self.bias)
+class Conv1d(_LeanConv, nn.Conv1d):
+    _conv = staticmethod(F.conv1d)
+
+
+class Conv2d(_LeanConv, nn.Conv2d):
+    _conv = staticmethod(F.conv2d)
 
 
 class ConvTranspose1d(nn.ConvTranspose1d):
