@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite",
         default="quick",
         choices=SUITES,
-        help="smoke: seconds, plumbing only; quick: CPU minutes; full: GPU scale (default quick)",
+        help="smoke: seconds, plumbing only; quick: about 15 CPU minutes; standard: the sizes "
+        "behind the issue targets (about an hour on CPU); full: GPU scale (default quick)",
     )
     p.add_argument(
         "--tasks",

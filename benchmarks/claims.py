@@ -229,6 +229,26 @@ CLAIMS_CONFIGS: dict[str, ClaimsConfig] = {
     ),
     "quick": ClaimsConfig(
         study_seeds=2,
+        ode_n_train=600,
+        ode_n_test=128,
+        ode_hidden=128,
+        ode_depth=2,
+        ode_steps=250,
+        img_hidden=128,
+        img_steps=250,
+        img_n_eval=300,
+        warmup_fracs=(0.1, 0.5, 1.0),
+        speed_trials=2,
+        speed_repeats=5,
+        note=(
+            "quick sizes (the benchmark suite's share of 15 minutes): 250 steps per run, small "
+            "MLPs (images: an MLP on the flattened 8x8 digits instead of the UNet2D, a cheaper "
+            "proxy); the warm-up, shape and low-data studies use 2 seeds (the λ comparison and "
+            "OOD 3)"
+        ),
+    ),
+    "standard": ClaimsConfig(
+        study_seeds=2,
         ode_hidden=128,
         ode_depth=2,
         note=(
@@ -827,7 +847,7 @@ def run(
     """Run every claim experiment and return the tables (JSON-able).
 
     Args:
-        suite: "smoke", "quick" or "full" (sizes in :data:`CLAIMS_CONFIGS`).
+        suite: "smoke", "quick", "standard" or "full" (sizes in :data:`CLAIMS_CONFIGS`).
         device: passed to ``fit``.
         out: unused (the suite writes the files); kept for the common task signature.
         seed: added to every run's seed.

@@ -3,7 +3,9 @@
 Suites (all offline: the experts are computed from the simulator):
 
 - ``smoke``: InvertedPendulum-v5, tiny budgets; checks the pipeline runs (seconds).
-- ``quick``: InvertedPendulum-v5 and Reacher-v5 with every method, and a first HalfCheetah-v5
+- ``quick``: InvertedPendulum-v5 with every method and Reacher-v5 with four, small budgets: the
+  benchmark suite's share of its 15 minutes.
+- ``standard``: InvertedPendulum-v5 and Reacher-v5 with every method, and a first HalfCheetah-v5
   figure with MPPI demonstrations (200-step episodes). Tens of minutes on 2 CPU cores.
 - ``full``: larger data and budgets, 1000-step HalfCheetah evaluation is still cut at 300 steps.
 
@@ -17,6 +19,7 @@ Targets (from the project's control issue), evaluated on the same seeds and mach
   cloning's mean elbow action is under half the expert's (it averages the branches).
 
 Usage:
+    python benchmarks/control.py --out runs/bench_control              # standard
     python benchmarks/control.py --suite quick --out runs/bench_control
 """
 
@@ -38,7 +41,13 @@ ALL = ("mmf-1", "bc", "fm-1", "fm-10", "fm-100", "mmf-traj-1")
 # suite -> list of (env_id, demo episodes, train steps, eval episodes, max_steps, methods)
 SUITES = {
     "smoke": [("InvertedPendulum-v5", 3, 20, 2, 50, ("mmf-1", "bc", "fm-10"))],
+    # The benchmark suite's share of about 15 minutes: the two fast environments, smaller budgets.
     "quick": [
+        ("InvertedPendulum-v5", 10, 300, 5, None, ALL),
+        ("Reacher-v5", 100, 600, 20, None, ("mmf-1", "bc", "fm-10", "fm-100")),
+    ],
+    # The sizes behind the issue targets.
+    "standard": [
         ("InvertedPendulum-v5", 20, 600, 10, None, ALL),
         ("Reacher-v5", 200, 1500, 50, None, ALL),
         ("HalfCheetah-v5", 4, 1000, 5, 200, ("mmf-1", "bc", "fm-10")),
@@ -162,7 +171,7 @@ def to_markdown(report: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--suite", default="quick", choices=sorted(SUITES))
+    p.add_argument("--suite", default="standard", choices=sorted(SUITES))
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="folder for control.json and control.md")
     p.add_argument("--seed", type=int, default=0)

@@ -165,3 +165,14 @@ def test_generic_tables_from_unknown_result():
     assert by_name["ode_targets"]["rows"] == [{"name": "a", "met": True, "value": 0.3}]
     assert not any(t["task"] == "control" for t in tables)
     assert "| MMF | 0.1 |" in report.table_markdown(by_name["ode_rows"])
+
+
+def test_every_task_defines_every_suite():
+    """``--suite NAME`` must mean something in each task, not fail deep inside a run."""
+    from benchmarks import claims, control, images, ode
+    from benchmarks.suite import ESTIMATED_S, SPEED_CONFIGS, SUITES
+
+    for table in (ode.SUITES, images.SUITES, control.SUITES, claims.CLAIMS_CONFIGS):
+        assert set(table) == set(SUITES)
+    assert set(SPEED_CONFIGS) == set(SUITES) == set(ESTIMATED_S)
+    assert all(set(ESTIMATED_S[s]) == set(TASKS) for s in SUITES)

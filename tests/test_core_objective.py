@@ -255,3 +255,35 @@ def test_jvp_backends_agree_on_a_backbone(lam):
     torch.testing.assert_close(outs["dual"][0], outs["func"][0], rtol=1e-4, atol=1e-6)
     for a, b in zip(outs["dual"][1], outs["func"][1]):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+class ExactDataNet(nn.Module):
+    """An x-prediction network whose data estimate is the exact target x = A cond."""
+
+    def __init__(self, a: torch.Tensor) -> None:
+        super().__init__()
+        self.a = a
+
+    def forward(self, z, r, t, cond=None):
+        from meanflow_sci.nn.embeddings import to_velocity
+
+        return to_velocity(cond @ self.a.T, z, t, "x")
+
+
+@pytest.mark.parametrize("lam", [0.0, 1.0])
+def test_x_prediction_of_a_deterministic_map_has_zero_loss(lam):
+    """For x = A cond, u = (z_t - x) / t is the exact average velocity for every r <= t."""
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    cond = torch.randn(64, 2, generator=g, dtype=torch.float64)
+    x = cond @ a.T
+    t = 0.05 + 0.95 * torch.rand(64, generator=g, dtype=torch.float64)
+    r = t * torch.rand(64, generator=g, dtype=torch.float64)
+    out = ModularMeanFlow(lam=lam)(ExactDataNet(a), x, cond, t=t, r=r)
+    assert float(out.mse.max()) < 1e-20
+    # A wrong data estimate is not: the check can fail.
+    bad = ModularMeanFlow(lam=lam)(ExactDataNet(a + 0.1), x, cond, t=t, r=r)
+    assert float(bad.mse.mean()) > 1e-3
+    # The one-step sample is the target itself, whatever the noise.
+    noise = torch.randn(64, 5, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(sample(ExactDataNet(a), noise, cond), x)

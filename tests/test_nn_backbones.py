@@ -278,3 +278,38 @@ def test_all_names_import():
 
     for name in nn_pkg.__all__:
         assert getattr(nn_pkg, name) is not None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_x_prediction_reads_the_output_as_data(name):
+    """With prediction="x", u = (x_t - F) / max(t, 0.05) for the "u" network's output F."""
+    base = perturb(make(name))
+    xpred = make(name, prediction="x")
+    xpred.load_state_dict(base.state_dict())
+    x = torch.randn(SHAPES[name][0])
+    r, t = times(x.shape[0])
+    t = torch.cat([t[:-1], torch.tensor([0.01])])  # one time below the floor
+    f = base(x, r, t)
+    tt = t.clamp_min(0.05).reshape(-1, *([1] * (x.ndim - 1)))
+    torch.testing.assert_close(xpred(x, r, t), (x - f) / tt)
+    # A fresh x-prediction network outputs F = 0: its one-step sample from noise is zero.
+    fresh = make(name, prediction="x")
+    one = torch.ones(x.shape[0])
+    torch.testing.assert_close(x - fresh(x, 0 * one, one), torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_x_prediction_jvp_matches_finite_difference(name):
+    model = perturb(make(name, prediction="x")).double()
+    x = torch.randn(SHAPES[name][0], dtype=torch.float64)
+    r, t = times(x.shape[0], torch.float64)
+    v = torch.randn_like(x)
+    _, tangent = jvp(lambda x_, t_: model(x_, r, t_), (x, t), (v, torch.ones_like(t)))
+    eps = 1e-6
+    fd = (model(x + eps * v, r, t + eps) - model(x - eps * v, r, t - eps)) / (2 * eps)
+    torch.testing.assert_close(tangent, fd, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_prediction_raises():
+    with pytest.raises(InputError, match="prediction"):
+        build_backbone("mlp", dim=3, prediction="eps")
