@@ -57,8 +57,8 @@ from meanflow_sci.tasks import ode
 # - lr 6e-3 over 3e-3 (0.077 against 0.098 at 600 steps, "u"); 1e-2 no better.
 # - Time sampler: with "u", logit-normal(1.5, 1) beat mu = 0 (the flow is smooth near the noise
 #   end); with "x" the two are close (0.0101 with mu = 1.5, 0.0118 with mu = 0, one seed each, on
-#   a machine shared by both runs), so the recipe uses the plain logit-normal(0, 1). Adaptive weighting p = 1 beat p = 0 (0.28 against
-#   0.40 with "u" at 128 x 3).
+#   a machine shared by both runs), so the recipe uses the plain logit-normal(0, 1). Adaptive
+#   weighting p = 1 beat p = 0 (0.28 against 0.40 with "u" at 128 x 3).
 MMF_RECIPE: dict[str, Any] = {
     "lam": 0.0,
     "time_sampler": {"name": "logit_normal", "mu": 0.0, "sigma": 1.0, "ratio_r_neq_t": 0.25},
