@@ -130,6 +130,7 @@ def run(
         results[env_id] = res
         say(control.format_table(res))
     report = {
+        "tables": [_env_table(env_id, res) for env_id, res in results.items()],
         "suite": suite,
         "seed": seed,
         "machine": {
@@ -149,6 +150,40 @@ def run(
         (folder / "control.json").write_text(json.dumps(report, indent=1))
         (folder / "control.md").write_text(to_markdown(report))
     return report
+
+
+_FAMILY = {"mmf": "MMF action chunks", "mmf-traj": "MMF trajectory", "fm": "FM", "bc": "BC"}
+
+
+def _env_table(env_id: str, res: dict) -> dict:
+    """One environment's methods as a suite table (``method`` + ``NFE`` rows, plotted vs NFE)."""
+    rows = []
+    entries = [("expert", res["expert"], None, None)] + [
+        (name, r, r.get("nfe"), r.get("train_time_s")) for name, r in res["methods"].items()
+    ]
+    for name, r, nfe, train_s in entries:
+        family = name.rsplit("-", 1)[0] if name[-1].isdigit() else name
+        rows.append(
+            {
+                "method": _FAMILY.get(family, family),
+                "variant": name,
+                "NFE": nfe if nfe is not None else "-",
+                "normalised_score": r.get("normalised_score"),
+                "mean_return": r.get("mean_return"),
+                "std_return": r.get("std_return"),
+                "success_rate": r.get("success_rate"),
+                "latency_ms_median": r.get("latency_ms_median"),
+                "latency_ms_p95": r.get("latency_ms_p95"),
+                "train_s": train_s,
+            }
+        )
+    cfg = res["config"]
+    return {
+        "name": f"control_{env_id}",
+        "title": f"{env_id}: closed-loop score and decision latency ({cfg['n_demo_episodes']} "
+        f"demos, {cfg['train_steps']} steps, {cfg['eval_episodes']} evaluation episodes)",
+        "rows": rows,
+    }
 
 
 def to_markdown(report: dict) -> str:

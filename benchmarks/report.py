@@ -281,6 +281,7 @@ _QUALITY_KEYS = (
     "sw_over_floor",
     "sw_mean",
     "normalized_score",
+    "normalised_score",
     "score",
 )
 

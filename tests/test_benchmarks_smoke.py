@@ -176,3 +176,20 @@ def test_every_task_defines_every_suite():
         assert set(table) == set(SUITES)
     assert set(SPEED_CONFIGS) == set(SUITES) == set(ESTIMATED_S)
     assert all(set(ESTIMATED_S[s]) == set(TASKS) for s in SUITES)
+
+
+def test_control_smoke_has_a_method_table(tmp_path):
+    """The control task's per-method rows reach the suite's tables (and its NFE plot)."""
+    from benchmarks import control
+
+    result = control.run("smoke", device="cpu", out=tmp_path)
+    (table,) = result["tables"]
+    variants = [r["variant"] for r in table["rows"]]
+    assert variants[0] == "expert" and {"mmf-1", "bc", "fm-10"} <= set(variants)
+    for row in table["rows"][1:]:
+        assert row["NFE"] >= 1 and 0.0 <= row["latency_ms_median"] < 1e4
+        assert row["normalised_score"] is not None
+    record = {"results": {"control": {"status": "ok", "result": result}}}
+    tables = report.collect_tables(record)
+    assert any(t["name"].startswith("control_") and t["rows"] for t in tables)
+    assert report._table_panels({"tables": tables})  # plotted against NFE
