@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from meanflow_sci.core import ModularMeanFlow
 from meanflow_sci.core.time_samplers import LogitNormalTimeSampler
 from meanflow_sci.tasks.images import (
     digit_classifier,
@@ -79,6 +80,8 @@ class Suite:
     ratio_r_neq_t: float = 0.5
     # The network's output: "u" (average velocity) or "x" (a data estimate), both objectives.
     prediction: str = "u"
+    # MMF's JVP direction: "conditional" (eps - x, MeanFlow's) or "model" (its own u(z, t, t)).
+    tangent: str = "conditional"
 
 
 SUITES = {
@@ -117,22 +120,27 @@ SUITES = {
 def _objective_kwargs(objective: str, suite: Suite) -> dict:
     """fit_images keyword arguments of one objective under a suite (shared ones included)."""
     kw: dict = {"lr": suite.lr, "lr_warmup_steps": suite.lr_warmup_steps}
+    guidance = None
     if suite.omega != 1.0:
-        kw["guidance"] = {"omega": suite.omega, "kappa": 0.0, "drop_prob": 0.1}
-    if objective == "mmf":
-        kw["lam"] = suite.lam
-        kw["adaptive_p"] = suite.adaptive_p
-        kw["time_sampler"] = LogitNormalTimeSampler(
+        guidance = {"omega": suite.omega, "kappa": 0.0, "drop_prob": 0.1}
+    if objective != "mmf":
+        return {**kw, "objective": objective, "guidance": guidance}
+    mmf = ModularMeanFlow(
+        lam=suite.lam,
+        adaptive_p=suite.adaptive_p,
+        time_sampler=LogitNormalTimeSampler(
             mu=suite.time_mu, sigma=suite.time_sigma, ratio_r_neq_t=suite.ratio_r_neq_t
-        )
-    return kw
+        ),
+        guidance=guidance,
+        tangent=suite.tangent,
+    )
+    return {**kw, "objective": mmf}
 
 
 def _seconds_per_step(data, objective: str, suite: Suite, device: str, seed: int) -> float:
     """Median seconds per optimizer step, first step (one-off set-up costs) excluded."""
     fitted = fit_images(
         data,
-        objective=objective,
         max_steps=suite.calib_steps + 1,
         log_every=1,
         backbone_kwargs={"base": suite.base, "prediction": suite.prediction},
@@ -205,7 +213,6 @@ def run(
     for obj in ("mmf", "fm"):
         models[obj] = fit_images(
             data,
-            objective=obj,
             max_steps=steps[obj],
             batch_size=cfg.batch_size,
             backbone_kwargs={"base": cfg.base, "prediction": cfg.prediction},

@@ -437,6 +437,7 @@ def _resolve_objective(
     time_sampler: Any,
     adaptive_p: float,
     guidance: Any,
+    tangent: str = "conditional",
 ) -> Any:
     if not isinstance(objective, str):
         return make_objective(objective)
@@ -451,7 +452,9 @@ def _resolve_objective(
     if lam_warmup is None and isinstance(lam, str) and lam in _WARMUP_SCHEDULES:
         # The curriculum default: λ reaches 1 half-way through training.
         lam_warmup = max(1, max_steps // 2)
-    return make_objective("mmf", lam=lam, lam_warmup=lam_warmup, adaptive_p=adaptive_p, **kwargs)
+    return make_objective(
+        "mmf", lam=lam, lam_warmup=lam_warmup, adaptive_p=adaptive_p, tangent=tangent, **kwargs
+    )
 
 
 def _train_config(train_kwargs: dict, **named: Any) -> TrainConfig:
@@ -495,6 +498,7 @@ def fit(
     time_sampler: Any = None,
     adaptive_p: float = 1.0,
     guidance: Any = None,
+    tangent: str = "conditional",
     device: str = "auto",
     seed: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
@@ -522,7 +526,8 @@ def fit(
             output").
         objective: ``"mmf"`` (Modular MeanFlow), ``"fm"`` (flow matching, sampled with Euler
             steps), ``"regression"`` (deterministic baseline), or an objective instance (then
-            ``lam``, ``lam_warmup``, ``time_sampler``, ``adaptive_p`` and ``guidance`` are unused).
+            ``lam``, ``lam_warmup``, ``time_sampler``, ``adaptive_p``, ``guidance`` and ``tangent``
+            are unused).
         max_steps: Optimizer steps.
         batch_size: Samples per step (capped at the number of training samples).
         lr: Peak learning rate.
@@ -543,6 +548,9 @@ def fit(
             mse 0.63 vs 0.045 and one elbow branch lost). Try 0 for low-dimensional data.
         guidance: Classifier-free guidance trained into the target (a ``Guidance`` or a dict);
             needs ``cond``.
+        tangent: MMF's JVP direction: ``"conditional"`` (MeanFlow's ``eps - x``) or ``"model"``
+            (the model's own ``u(z_t, t, t)``, one extra forward on the ``r < t`` samples; see
+            :class:`~meanflow_sci.core.ModularMeanFlow`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         seed: Seeds the network initialisation, the validation split and the trainer.
         checkpoint_dir: Folder for training checkpoints (None: no checkpoints).
@@ -625,6 +633,7 @@ def fit(
         time_sampler=time_sampler,
         adaptive_p=adaptive_p,
         guidance=guidance,
+        tangent=tangent,
     )
     config = _train_config(
         train_kwargs,
@@ -654,6 +663,7 @@ def fit(
         time_sampler=time_sampler,
         adaptive_p=adaptive_p,
         guidance=guidance,
+        tangent=tangent,
         seed=seed,
         val_fraction=val_fraction,
         train=dataclasses.asdict(config),

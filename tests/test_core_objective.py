@@ -192,6 +192,7 @@ def test_config_round_trip():
     for obj in [
         ModularMeanFlow(lam="cosine", lam_warmup=7, time_sampler="uniform", ratio_r_neq_t=0.5),
         ModularMeanFlow(lam=0.3, guidance=Guidance(omega=1.5)),
+        ModularMeanFlow(tangent="model"),
         FlowMatching(),
         Regression(),
     ]:
@@ -287,3 +288,46 @@ def test_x_prediction_of_a_deterministic_map_has_zero_loss(lam):
     # The one-step sample is the target itself, whatever the noise.
     noise = torch.randn(64, 5, generator=g, dtype=torch.float64)
     torch.testing.assert_close(sample(ExactDataNet(a), noise, cond), x)
+
+
+@pytest.mark.parametrize("lam", [0.0, 1.0])
+def test_model_tangent_uses_the_models_own_velocity(lam):
+    """tangent="model": du/dt along (u(z, t, t), 0, 1); the target is still v."""
+    torch.manual_seed(0)
+    x, noise, t, r = _fixed_inputs(dtype=torch.float32)
+    r = torch.where(torch.arange(len(t)) % 3 == 0, t, r)  # some samples on the diagonal
+    model = SmallNet(3)
+    out = ModularMeanFlow(lam=lam, adaptive_p=0.0, tangent="model")(model, x, t=t, r=r, noise=noise)
+    z = (1 - t[:, None]) * x + t[:, None] * noise
+    v = noise - x
+    with torch.no_grad():
+        v_hat = model(z, t, t)
+    _, dudt = torch.autograd.functional.jvp(
+        lambda z_, r_, t_: model(z_, r_, t_),
+        (z, r, t),
+        (v_hat, torch.zeros_like(r), torch.ones_like(t)),
+    )
+    u = model(z, r, t)
+    h = (t - r)[:, None]
+    ref = (u + h * dudt - v).square().sum(1)
+    torch.testing.assert_close(out.loss, ref.detach(), rtol=1e-5, atol=1e-6)
+    # It differs from MeanFlow's conditional tangent wherever r < t.
+    cond_out = ModularMeanFlow(lam=lam, adaptive_p=0.0)(model, x, t=t, r=r, noise=noise)
+    moving = t > r
+    assert not torch.allclose(out.loss[moving], cond_out.loss[moving])
+    torch.testing.assert_close(out.loss[~moving], cond_out.loss[~moving])
+
+
+def test_model_tangent_keeps_the_exact_solution_of_a_deterministic_map():
+    g = torch.Generator().manual_seed(4)
+    a = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    cond = torch.randn(32, 2, generator=g, dtype=torch.float64)
+    t = 0.05 + 0.95 * torch.rand(32, generator=g, dtype=torch.float64)
+    r = t * torch.rand(32, generator=g, dtype=torch.float64)
+    out = ModularMeanFlow(tangent="model")(ExactDataNet(a), cond @ a.T, cond, t=t, r=r)
+    assert float(out.mse.max()) < 1e-20
+
+
+def test_bad_tangent_raises():
+    with pytest.raises(InputError, match="tangent"):
+        ModularMeanFlow(tangent="marginal")

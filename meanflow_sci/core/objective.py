@@ -84,6 +84,7 @@ class Guidance:
 
 
 JVP_BACKENDS = ("auto", "dual", "func")
+TANGENTS = ("conditional", "model")
 
 
 def sg_lambda(a: torch.Tensor, lam: float) -> torch.Tensor:
@@ -245,6 +246,13 @@ class ModularMeanFlow(_Objective):
         check_inputs: validate ``x``, ``t``, ``r``, ``noise`` and ``cond`` on every call.
         jvp_backend: ``"auto"`` (the default), ``"dual"`` (forward-mode dual tensors) or
             ``"func"`` (``torch.func.jvp``); see :meth:`time_derivative`.
+        tangent: the ``z`` direction of the JVP. ``"conditional"`` (MeanFlow's) uses the
+            conditional velocity ``v = eps - x`` of the drawn pair; ``"model"`` uses the model's
+            own instantaneous velocity ``u(z_t, t, t)`` (no gradient, one extra forward on the
+            ``r < t`` samples), an estimate of the marginal velocity that the exact identity
+            calls for, without the noise of the drawn pair in the target. The regression
+            target stays ``v``. Both coincide when the data are a deterministic function of
+            ``cond``.
 
     Example:
         >>> obj = ModularMeanFlow(lam="linear", lam_warmup=1000)
@@ -270,8 +278,10 @@ class ModularMeanFlow(_Objective):
         guidance: Guidance | dict | None = None,
         check_inputs: bool = True,
         jvp_backend: str = "auto",
+        tangent: str = "conditional",
     ) -> None:
         self.jvp_backend = check_choice("jvp_backend", jvp_backend, JVP_BACKENDS)
+        self.tangent = check_choice("tangent", tangent, TANGENTS)
         sk = {} if ratio_r_neq_t is None else {"ratio_r_neq_t": ratio_r_neq_t}
         if time_sampler is not None and not isinstance(time_sampler, str) and sk:
             raise InputError(
@@ -311,10 +321,29 @@ class ModularMeanFlow(_Objective):
         lam = self.lam_at(step)
         z, v, t, r, cond_in = self._prepare(model, x, cond, t, r, noise)
         u = model(z, r, t, cond_in)
-        dudt = self.time_derivative(model, z, r, t, v, cond_in, lam=lam, backend=self.jvp_backend)
+        direction = (
+            v if self.tangent == "conditional" else self.model_velocity(model, z, r, t, v, cond_in)
+        )
+        dudt = self.time_derivative(
+            model, z, r, t, direction, cond_in, lam=lam, backend=self.jvp_backend
+        )
         h = _acc(expand_time(t - r, u))
         delta = _acc(u) + h * sg_lambda(dudt, lam).to(h.dtype) - _acc(v)
         return self._reduce(delta, lam)
+
+    @staticmethod
+    @torch.no_grad()
+    def model_velocity(model, z, r, t, v, cond=None) -> torch.Tensor:
+        """The model's instantaneous velocity ``u(z, t, t)`` where ``r < t``; ``v`` elsewhere
+        (where the JVP is not needed). Float32, no gradient."""
+        out = _acc(v).clone()
+        idx = (t > r).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return out
+        c = None if cond is None else cond[idx]
+        with _fp32_region(z.device):
+            vel = model(_acc(z[idx]), _acc(t[idx]), _acc(t[idx]), c)
+        return out.index_copy(0, idx, _acc(vel))
 
     @staticmethod
     def time_derivative(
@@ -371,7 +400,12 @@ class ModularMeanFlow(_Objective):
 
     def config(self) -> dict[str, Any]:
         lam = self.lam.config() if hasattr(self.lam, "config") else None
-        return {**self._base_config(), "lam": lam, "jvp_backend": self.jvp_backend}
+        return {
+            **self._base_config(),
+            "lam": lam,
+            "jvp_backend": self.jvp_backend,
+            "tangent": self.tangent,
+        }
 
 
 class FlowMatching(_Objective):
