@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--backbone-kwargs",
         metavar="JSON",
-        help='backbone config as JSON, e.g. \'{"hidden": 128, "depth": 3}\'',
+        help='backbone config as JSON, e.g. \'{"hidden": 128, "depth": 3}\'; add '
+        '\'"prediction": "x"\' when DATA is a deterministic function of --cond',
     )
     tr.add_argument(
         "--objective",

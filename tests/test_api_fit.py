@@ -189,3 +189,25 @@ def test_objective_instance_constant_lam_and_resume(tmp_path):
     )
     assert resumed.steps_trained == 6
     assert resumed.history[0]["step"] <= 4 and resumed.history[-1]["step"] >= 5
+
+
+def test_x_prediction_and_model_tangent_through_fit_and_save(tmp_path):
+    import pytest
+
+    from meanflow_sci.api import load
+    from meanflow_sci.errors import InputError
+
+    g = np.random.default_rng(2)
+    c = g.normal(size=(128, 2))
+    x = c @ g.normal(size=(2, 6))
+    kw = {"hidden": 32, "depth": 1, "emb_dim": 16, "prediction": "x"}
+    fm = fit(x, c, tangent="model", max_steps=6, batch_size=32, backbone_kwargs=kw, **QUIET)
+    assert fm.objective_config["tangent"] == "model"
+    assert fm.backbone["config"]["prediction"] == "x"
+    fm.save(tmp_path / "m")
+    again = load(tmp_path / "m")
+    assert again.objective_config == fm.objective_config
+    assert again.model.config.prediction == "x"
+    np.testing.assert_array_equal(again.sample(cond=c[:4], seed=0), fm.sample(cond=c[:4], seed=0))
+    with pytest.raises(InputError, match="tangent"):
+        fit(x, c, tangent="marginal", max_steps=2, backbone_kwargs=MLP_TINY, **QUIET)
