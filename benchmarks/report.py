@@ -288,10 +288,12 @@ _QUALITY_KEYS = (
 
 def _table_panels(record: dict) -> list[tuple[str, str, str, dict[str, list]]]:
     """Quality against NFE from task tables that have an NFE column and a known quality column
-    (rows grouped by ``method``); the suite's own speed and claims tables are skipped."""
+    (rows grouped by ``method``); speed, claims and images tables are skipped (they are drawn
+    from their own data)."""
     panels = []
     for t in record.get("tables", []):
-        if t.get("task") in ("speed", "claims"):
+        # speed and claims have panels of their own; images is drawn from its methods above.
+        if t.get("task") in ("speed", "claims", "images"):
             continue
         cols = t.get("columns", [])
         nfe_key = next((c for c in cols if c.lower() == "nfe"), None)
