@@ -75,6 +75,7 @@ def test_every_table_has_rows_and_columns(smoke_run):
         "claims_low_data",
         "claims_ood",
         "claims_jvp_overhead",
+        "claims_tangent",
     }
     assert expected <= names
     for t in record["tables"]:
