@@ -59,7 +59,7 @@ DEFAULT_TASKS = ("images", "ode", "control", "speed", "claims")
 # Rough wall time of each task on 2 idle CPU cores, for the progress display only.
 ESTIMATED_S: dict[str, dict[str, float]] = {
     "smoke": {"images": 25, "ode": 10, "control": 10, "speed": 3, "claims": 15},
-    "quick": {"images": 230, "ode": 200, "control": 200, "speed": 60, "claims": 250},
+    "quick": {"images": 160, "ode": 140, "control": 185, "speed": 40, "claims": 320},
     "standard": {"images": 700, "ode": 480, "control": 1500, "speed": 60, "claims": 420},
     "full": {"images": 3700, "ode": 1800, "control": 1800, "speed": 600, "claims": 7200},
 }

@@ -387,6 +387,12 @@ def _resolve_backbone(
     """Build the network for samples of ``sample_shape`` (or check a given instance)."""
     if isinstance(backbone, nn.Module):
         backbone_spec(backbone)  # fails early if the network could not be saved
+        if not any(p.requires_grad for p in backbone.parameters()):
+            raise InputError(
+                f"backbone: expected a network with trainable parameters, got a frozen "
+                f"{type(backbone).__name__} (a FittedModel's network is frozen for sampling: to "
+                "train on from it, pass copy.deepcopy(fitted.model).requires_grad_(True))"
+            )
         return build_backbone(backbone, **(backbone_kwargs or {}))
     check_choice("backbone", backbone, ["auto", *BACKBONES])
     if backbone == "auto":

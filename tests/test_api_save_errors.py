@@ -176,3 +176,16 @@ def test_sample_errors(vec_model, label_model):
         label_model.sample(cond=np.array([0, 9]))
     with pytest.raises(InputError, match="^cond: .*integer class labels"):
         label_model.sample(cond=np.zeros((2, 3)))
+
+
+def test_fit_from_a_fitted_network(vec_model):
+    """A FittedModel's network is frozen: fit names the fix, and the fix trains on from it."""
+    import copy
+
+    x = np.random.default_rng(2).normal(size=(40, 3))
+    with pytest.raises(InputError, match="backbone: expected a network with trainable"):
+        fit(x, backbone=vec_model.model, max_steps=2, batch_size=16, progress=False)
+    net = copy.deepcopy(vec_model.model).requires_grad_(True)
+    again = fit(x, backbone=net, max_steps=2, batch_size=16, progress=False)
+    assert again.steps_trained == 2
+    assert all(not p.requires_grad for p in vec_model.model.parameters())  # untouched

@@ -251,8 +251,10 @@ class ModularMeanFlow(_Objective):
             own instantaneous velocity ``u(z_t, t, t)`` (no gradient, one extra forward on the
             ``r < t`` samples), an estimate of the marginal velocity that the exact identity
             calls for, without the noise of the drawn pair in the target. The regression
-            target stays ``v``. Both coincide when the data are a deterministic function of
-            ``cond``.
+            target stays ``v``. With λ > 0 the conditional tangent adds a variance term that
+            contracts one-step maps of distributions (README, "Choosing λ"); the model tangent
+            does not. For data that are a deterministic function of ``cond`` the two agree once
+            the model fits.
 
     Example:
         >>> obj = ModularMeanFlow(lam="linear", lam_warmup=1000)

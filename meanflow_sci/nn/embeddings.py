@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from meanflow_sci.errors import InputError, check_batch_match, describe
+from meanflow_sci.errors import InputError, check_batch_match, check_choice, describe
 from meanflow_sci.nn.layers import Linear, SiLU, silu
 
 __all__ = [
@@ -97,8 +97,7 @@ class TimeEmbedding(nn.Module):
 
 def check_prediction(prediction: str) -> None:
     """Validate the ``prediction`` field every backbone config carries."""
-    if prediction not in PREDICTIONS:
-        raise InputError(f"prediction: expected one of {PREDICTIONS}, got {prediction!r}")
+    check_choice("prediction", prediction, PREDICTIONS)
 
 
 def to_velocity(out: Tensor, x: Tensor, t: Tensor, prediction: str) -> Tensor:
