@@ -527,9 +527,9 @@ def fit(
         backbone_kwargs: Config fields of the backbone (e.g. ``{"hidden": 64}``); the data and
             cond sizes are filled in. ``{"prediction": "x"}`` makes the network output a data
             estimate instead of the velocity: much better for data that are a deterministic
-            function of ``cond`` (ODE trajectories: one-step error 0.039 -> 0.011), better on
-            the Lorenz-63 ensemble, worse on digit images (see the README, "Choosing the network
-            output").
+            function of ``cond`` (ODE trajectories: one-step error 0.039 -> 0.011); mixed on
+            the Lorenz-63 ensemble and worse on digit images (see the README, "Choosing the
+            network output").
         objective: ``"mmf"`` (Modular MeanFlow), ``"fm"`` (flow matching, sampled with Euler
             steps), ``"regression"`` (deterministic baseline), or an objective instance (then
             ``lam``, ``lam_warmup``, ``time_sampler``, ``adaptive_p``, ``guidance`` and ``tangent``
