@@ -1,7 +1,7 @@
 """Training-step and sampling cost of MMF against flow matching, per backbone.
 
 Prints, for each backbone at a small and a medium size: the median time of a flow-matching
-step, of an MMF step at λ = 0 and λ = 1, their ratios, the λ = 0 ratio with plain
+step, of an MMF step at λ = 0, 0.5 and 1, their ratios, the λ = 0 ratio with plain
 ``torch.func.jvp`` and PyTorch's own forward-mode formulas (the straightforward implementation),
 and one-step sampling over a bare forward.
 All timings of one row come from the same process, interleaved, so the ratios are fair.
@@ -92,6 +92,7 @@ def run(repeats: int = 15, ratio: float = 0.25, cases=CASES) -> list[dict]:
         objs = {
             "fm": FlowMatching(check_inputs=False),
             "mmf_lam0": ModularMeanFlow(lam=0.0, check_inputs=False, **sampler),
+            "mmf_lam0.5": ModularMeanFlow(lam=0.5, check_inputs=False, **sampler),
             "mmf_lam1": ModularMeanFlow(lam=1.0, check_inputs=False, **sampler),
             "mmf_lam0_func": ModularMeanFlow(
                 lam=0.0, check_inputs=False, jvp_backend="func", **sampler
@@ -119,6 +120,7 @@ def run(repeats: int = 15, ratio: float = 0.25, cases=CASES) -> list[dict]:
                 "shape": list(shape),
                 **{f"{k}_ms": 1e3 * v for k, v in t.items()},
                 "mmf0_over_fm": t["mmf_lam0"] / t["fm"],
+                "mmf05_over_fm": t["mmf_lam0.5"] / t["fm"],
                 "mmf1_over_fm": t["mmf_lam1"] / t["fm"],
                 "mmf0_func_over_fm": t["mmf_lam0_func"] / t["fm"],
                 "sample1_over_forward": t["sample_1step"] / t["forward"],
@@ -129,15 +131,16 @@ def run(repeats: int = 15, ratio: float = 0.25, cases=CASES) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     head = (
-        "| backbone | size | params | FM ms | MMF λ=0 ms | MMF λ=1 ms | λ=0/FM | λ=1/FM "
-        "| λ=0/FM with torch.func.jvp | fwd ms | 1-step ms | 1-step/fwd |"
+        "| backbone | size | params | FM ms | MMF λ=0 ms | MMF λ=0.5 ms | MMF λ=1 ms | λ=0/FM "
+        "| λ=0.5/FM | λ=1/FM | λ=0/FM with torch.func.jvp | fwd ms | 1-step ms | 1-step/fwd |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         lines.append(
             f"| {r['backbone']} | {r['size']} | {r['params']:,} | {r['fm_ms']:.2f} | "
-            f"{r['mmf_lam0_ms']:.2f} | {r['mmf_lam1_ms']:.2f} | {r['mmf0_over_fm']:.2f} | "
-            f"{r['mmf1_over_fm']:.2f} | {r['mmf0_func_over_fm']:.2f} | "
+            f"{r['mmf_lam0_ms']:.2f} | {r['mmf_lam0.5_ms']:.2f} | {r['mmf_lam1_ms']:.2f} | "
+            f"{r['mmf0_over_fm']:.2f} | {r['mmf05_over_fm']:.2f} | {r['mmf1_over_fm']:.2f} | "
+            f"{r['mmf0_func_over_fm']:.2f} | "
             f"{r['forward_ms']:.3f} | {r['sample_1step_ms']:.3f} | "
             f"{r['sample1_over_forward']:.2f} |"
         )

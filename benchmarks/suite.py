@@ -221,8 +221,10 @@ def run_speed(
             "batch": r["batch"],
             "FM ms": round(r["fm_ms"], 3),
             "MMF λ=0 ms": round(r["mmf_lam0_ms"], 3),
+            "MMF λ=0.5 ms": round(r["mmf_lam0.5_ms"], 3),
             "MMF λ=1 ms": round(r["mmf_lam1_ms"], 3),
             "λ=0/FM": round(r["mmf0_over_fm"], 2),
+            "λ=0.5/FM": round(r["mmf05_over_fm"], 2),
             "λ=1/FM": round(r["mmf1_over_fm"], 2),
             "1-step/forward": round(r["sample1_over_forward"], 2),
             **(
