@@ -64,10 +64,10 @@ MMF_RECIPE: dict[str, Any] = {
     "time_sampler": {"name": "logit_normal", "mu": 0.0, "sigma": 1.0, "ratio_r_neq_t": 0.25},
     "adaptive_p": 1.0,
 }
-# Lorenz-63 with prediction="x" (one seed, 1000 steps): 1-step SW / floor 1.33 against 1.57 with
-# "u" (2-step 1.16 against 1.29), so it shares the conditional setting's parameterisation here;
-# in examples/ode_fitting.py's setting (1500 steps, other seeds) "u" was better (1.40 against
-# 1.83), so for distributions the evidence is mixed.
+# Lorenz-63 with prediction="x" at 1000 steps, seeds 0-3: 1-step SW / floor 1.33, 1.17, 1.52, 1.18
+# against 1.57, 1.67, 1.68, 1.57 with "u", so it shares the conditional setting's output here;
+# in examples/ode_fitting.py's setting (1500 steps, one seed) "u" was better (1.40 against 1.83),
+# so for distributions the evidence is mixed.
 # Lorenz-63 unconditional is a distribution: lambda > 0 would contract samples toward the mean.
 # Here the one-step map is a real transport, not eps minus a constant: SW / floor at 1000 steps
 # (512 x 2) was 1.57 with logit-normal(0, 1) and lr 3e-3, 1.70 with mu = 1.5, and 5.6 with mu = 1.5
