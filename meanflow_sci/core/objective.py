@@ -323,39 +323,33 @@ class ModularMeanFlow(_Objective):
         lam = self.lam_at(step)
         z, v, t, r, cond_in = self._prepare(model, x, cond, t, r, noise)
         u = model(z, r, t, cond_in)
-        direction = (
-            v if self.tangent == "conditional" else self.model_velocity(model, z, r, t, v, cond_in)
-        )
         dudt = self.time_derivative(
-            model, z, r, t, direction, cond_in, lam=lam, backend=self.jvp_backend
+            model, z, r, t, v, cond_in, lam=lam, backend=self.jvp_backend, tangent=self.tangent
         )
         h = _acc(expand_time(t - r, u))
         delta = _acc(u) + h * sg_lambda(dudt, lam).to(h.dtype) - _acc(v)
         return self._reduce(delta, lam)
 
     @staticmethod
-    @torch.no_grad()
-    def model_velocity(model, z, r, t, v, cond=None) -> torch.Tensor:
-        """The model's instantaneous velocity ``u(z, t, t)`` where ``r < t``; ``v`` elsewhere
-        (where the JVP is not needed). Float32, no gradient."""
-        out = _acc(v).clone()
-        idx = (t > r).nonzero().squeeze(1)
-        if idx.numel() == 0:
-            return out
-        c = None if cond is None else cond[idx]
-        with _fp32_region(z.device):
-            vel = model(_acc(z[idx]), _acc(t[idx]), _acc(t[idx]), c)
-        return out.index_copy(0, idx, _acc(vel))
-
-    @staticmethod
     def time_derivative(
-        model, z, r, t, v, cond=None, *, lam: float = 0.0, backend: str = "auto"
+        model,
+        z,
+        r,
+        t,
+        v,
+        cond=None,
+        *,
+        lam: float = 0.0,
+        backend: str = "auto",
+        tangent: str = "conditional",
     ) -> torch.Tensor:
         """``du/dt = v · ∂_z u + ∂_t u`` by one forward-mode JVP, zero where ``r == t``.
 
         Runs in float32 with autocast disabled. With ``lam == 0`` no graph is built.
 
         Args:
+            tangent: ``"conditional"`` differentiates along ``v``; ``"model"`` along the model's
+                own ``u(z, t, t)`` (computed without gradient on the ``r < t`` samples only).
             backend: ``"dual"`` propagates dual tensors (``torch.autograd.forward_ad``);
                 ``"func"`` uses ``torch.func.jvp``. Both are exact forward mode and give the same
                 values. Without gradients (λ = 0) ``"dual"`` has far less per-operation overhead
@@ -378,6 +372,10 @@ class ModularMeanFlow(_Objective):
             idx = None
 
         check_choice("backend", backend, JVP_BACKENDS)
+        check_choice("tangent", tangent, TANGENTS)
+        if tangent == "model":
+            with torch.no_grad(), _fp32_region(z.device):
+                v = model(_acc(z), _acc(t), _acc(t), cond)
         if backend == "auto":
             backend = "dual" if lam == 0.0 else "func"
         grad_ctx = torch.no_grad() if lam == 0.0 else nullcontext()
