@@ -848,14 +848,18 @@ def _tangent_claim(cfg: ClaimsConfig, device: str, seed: int) -> dict:
             gaps[name].append(abs(share - 0.5))
             to_circle = torch.minimum((radius - 1).abs(), (radius - 0.5).abs())
             errs[name].append(float(to_circle.median()))
+    # label -> (A, B, rule): "as good" is supported when A is better or equivalent, "better"
+    # only when A is better (verdict_for).
     checks = {
         "linear warm-up (conditional tangent) keeps the spread as well as λ = 0": (
             "linear warm-up, conditional tangent",
             "λ = 0",
+            "as good",
         ),
         "the model tangent keeps the spread better than the conditional one under the warm-up": (
             "linear warm-up, model tangent",
             "linear warm-up, conditional tangent",
+            "better",
         ),
     }
     rows = []
@@ -870,10 +874,9 @@ def _tangent_claim(cfg: ClaimsConfig, device: str, seed: int) -> dict:
             }
         )
     verdicts = {}
-    for label, (a, b) in checks.items():
-        # "keeps as well as": A must not be worse; equivalent or better supports it.
+    for label, (a, b, rule) in checks.items():
         cmp = compare(gaps[a], gaps[b])
-        if label.startswith("linear warm-up"):
+        if rule == "as good":
             v = {"better": SUPPORTED, "equivalent": SUPPORTED, "worse": NOT_SUPPORTED}.get(
                 cmp.outcome, INCONCLUSIVE
             )
