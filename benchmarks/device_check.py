@@ -2,10 +2,13 @@
 
 For each backbone: fit a few hundred steps with MMF (bf16 autocast on CUDA, the JVP in float32),
 record steps/s and the final unweighted MSE, interrupt-and-resume from a checkpoint, and time
-one-step against 50-step sampling. Prints a Markdown table and writes JSON.
+one-step against 50-step sampling. With ``--compile`` the network is also wrapped in
+``torch.compile`` for sampling and the compiled one-step latency (and compile time) is recorded.
+Prints a Markdown table and writes JSON.
 
 Usage:
     python benchmarks/device_check.py --device cuda --steps 300 --out runs/device_check.json
+    python benchmarks/device_check.py --device cuda --steps 300 --compile
     python benchmarks/device_check.py --device cpu --steps 5      # dry run of the plumbing
 """
 
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 
 import meanflow_sci as mfs
+from meanflow_sci.train import resolve_autocast_dtype
 
 CASES = {
     "mlp": ((64,), {"hidden": 512, "depth": 4}),
@@ -35,7 +39,40 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def check_backbone(name: str, steps: int, device: str, batch: int, n: int = 2048) -> dict:
+def _latency_ms(model, steps: int, device: str, repeats: int = 5) -> float:
+    model.sample(64, steps=steps, seed=0)  # warm-up
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        model.sample(64, steps=steps, seed=0)
+        _sync(device)
+        times.append(1e3 * (time.perf_counter() - t0))
+    return float(np.median(times))
+
+
+def _compiled_latency(model, device: str) -> dict:
+    """Compile the network for sampling; one-step latency and agreement with eager."""
+    eager = model.sample(64, steps=1, seed=0)
+    net = model.model
+    try:
+        t0 = time.perf_counter()
+        model.model = torch.compile(net)
+        compiled = model.sample(64, steps=1, seed=0)  # triggers compilation
+        _sync(device)
+        compile_s = time.perf_counter() - t0
+        ms = _latency_ms(model, 1, device)
+        diff = float(np.max(np.abs(np.asarray(compiled) - np.asarray(eager))))
+        return {"compile_s": compile_s, "compiled_1step_ms": ms, "compiled_max_abs_diff": diff}
+    except Exception as exc:  # report, do not abort the other backbones
+        return {"compile_error": f"{type(exc).__name__}: {exc}"[:300]}
+    finally:
+        model.model = net
+
+
+def check_backbone(
+    name: str, steps: int, device: str, batch: int, n: int = 2048, compile: bool = False
+) -> dict:
     shape, kwargs = CASES[name]
     rng = np.random.default_rng(0)
     data = rng.standard_normal((n, *shape)).astype(np.float32)
@@ -55,16 +92,9 @@ def check_backbone(name: str, steps: int, device: str, batch: int, n: int = 2048
         half = max(1, steps // 2)
         mfs.fit(data, max_steps=half, checkpoint_dir=tmp, checkpoint_every=half, **common)
         resumed = mfs.fit(data, max_steps=steps, checkpoint_dir=tmp, resume=True, **common)
-    lat = {}
-    for k in (1, 50):
-        model.sample(64, steps=k, seed=0)  # warm-up
-        _sync(device)
-        t0 = time.perf_counter()
-        model.sample(64, steps=k, seed=0)
-        _sync(device)
-        lat[k] = 1e3 * (time.perf_counter() - t0)
+    lat = {k: _latency_ms(model, k, device, repeats=5 if k == 1 else 2) for k in (1, 50)}
     last = model.history[-1]
-    return {
+    row = {
         "backbone": name,
         "params": model.num_parameters,
         "steps": steps,
@@ -75,7 +105,11 @@ def check_backbone(name: str, steps: int, device: str, batch: int, n: int = 2048
         "resumed_to": resumed.steps_trained,
         "sample_1step_ms": lat[1],
         "sample_50step_ms": lat[50],
+        "autocast": str(resolve_autocast_dtype("auto", torch.device(device))),
     }
+    if compile:
+        row.update(_compiled_latency(model, device))
+    return row
 
 
 def main(argv=None) -> int:
@@ -85,6 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=256, help="batch size")
     p.add_argument("--only", default=None, help="comma-separated backbone names")
     p.add_argument("--out", default=None, help="JSON output path")
+    p.add_argument("--compile", action="store_true", help="also time a torch.compile'd sampler")
     a = p.parse_args(argv)
     names = list(CASES) if a.only is None else a.only.split(",")
     info = {
@@ -92,7 +127,13 @@ def main(argv=None) -> int:
         "device": a.device,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-    rows = [check_backbone(n, a.steps, a.device, a.batch) for n in names]
+    rows = []
+    for n in names:
+        rows.append(check_backbone(n, a.steps, a.device, a.batch, compile=a.compile))
+        print(rows[-1], flush=True)
+        if a.out:  # written after each backbone, so a cut-off run keeps what it measured
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.out).write_text(json.dumps({"info": info, "rows": rows}, indent=2))
     print(info)
     print(
         "| backbone | params | steps/s | final mse | finite | resumed to | 1-step ms | 50-step ms |"
@@ -104,9 +145,16 @@ def main(argv=None) -> int:
             f"{r['final_mse']:.4f} | {r['finite']} | {r['resumed_to']} | "
             f"{r['sample_1step_ms']:.2f} | {r['sample_50step_ms']:.1f} |"
         )
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps({"info": info, "rows": rows}, indent=2))
+    if a.compile:
+        for r in rows:
+            if "compile_error" in r:
+                print(f"{r['backbone']}: torch.compile failed: {r['compile_error']}")
+            else:
+                print(
+                    f"{r['backbone']}: compiled 1-step {r['compiled_1step_ms']:.2f} ms "
+                    f"(eager {r['sample_1step_ms']:.2f}), compile {r['compile_s']:.1f} s, "
+                    f"max |compiled - eager| {r['compiled_max_abs_diff']:.2e}"
+                )
     return 0
 
 

@@ -1,9 +1,10 @@
 """Images benchmark: one-step MMF against many-step flow matching on the scikit-learn digits.
 
 Both models use the same UNet2D, the same class conditioning and the same *training time*: short
-calibrations, alternating between the objectives, measure seconds per optimizer step of each, and
-each then gets ``budget_s / (s per step)`` steps (an MMF step costs more than a flow-matching step,
-so flow matching gets more steps). Samples are scored by the Fréchet distance,
+calibrations, alternating between the objectives, measure seconds per optimizer step of each; each
+then schedules its learning rate over ``1.2 * budget_s / (s per step)`` steps and is stopped when
+``budget_s`` of wall time has passed (an MMF step costs more than a flow-matching step, so flow
+matching gets more steps). Samples are scored by the Fréchet distance,
 precision/recall/coverage and label accuracy in the feature space of the in-project digit
 classifier (its own test accuracy is reported). Sampling latency of 1 step against 50 steps is
 timed on the same model and batch.
@@ -40,6 +41,11 @@ from meanflow_sci.tasks.images import (
     save_panels,
 )
 
+try:
+    from benchmarks.budget import TimeLimit, seconds_per_step, steps_for
+except ModuleNotFoundError:  # run as a script: python benchmarks/images.py
+    from budget import TimeLimit, seconds_per_step, steps_for
+
 TARGET_RATIO = 1.3
 
 
@@ -53,7 +59,7 @@ class Suite:
     budget_s: float  # training wall time given to each objective
     n_eval: int  # generated images per metric (real set: all 1797 digits)
     fm_steps: int  # Euler steps of the flow-matching sampler
-    calib_steps: int  # steps timed to set the step counts
+    calib_steps: int  # calibration fits of this many and 3x as many steps set the step counts
     calib_rounds: int = 3  # alternating MMF / FM calibration rounds (median per objective)
     ema_decay: float = 0.995  # short runs: a shorter average than the trainer's 0.999
     # MMF's λ: 0 (MeanFlow's stop-gradient) or a curriculum such as "linear". In a 415-step CPU
@@ -82,6 +88,10 @@ class Suite:
     prediction: str = "u"
     # MMF's JVP direction: "conditional" (eps - x, MeanFlow's) or "model" (its own u(z, t, t)).
     tangent: str = "conditional"
+    # MMF's target velocity on r != t samples: "conditional" (eps - x) or "model" (u(z, t, t)).
+    target: str = "conditional"
+    # MMF's time derivative: "auto" (exact forward-mode JVP) or "fd" (finite difference, λ = 0).
+    jvp_backend: str = "auto"
 
 
 SUITES = {
@@ -133,27 +143,25 @@ def _objective_kwargs(objective: str, suite: Suite) -> dict:
         ),
         guidance=guidance,
         tangent=suite.tangent,
+        target=suite.target,
+        jvp_backend=suite.jvp_backend,
     )
     return {**kw, "objective": mmf}
 
 
-def _seconds_per_step(data, objective: str, suite: Suite, device: str, seed: int) -> float:
-    """Median seconds per optimizer step, first step (one-off set-up costs) excluded."""
-    fitted = fit_images(
+def _fit(data, objective: str, suite: Suite, steps: int, device: str, seed: int, **kw):
+    return fit_images(
         data,
-        max_steps=suite.calib_steps + 1,
-        log_every=1,
-        backbone_kwargs={"base": suite.base, "prediction": suite.prediction},
+        max_steps=steps,
         batch_size=suite.batch_size,
+        backbone_kwargs={"base": suite.base, "prediction": suite.prediction},
         device=device,
         seed=seed,
         progress=False,
+        ema_decay=suite.ema_decay,
+        **kw,
         **_objective_kwargs(objective, suite),
     )
-    rates = [h["steps_per_s"] for h in fitted.history[1:] if h.get("steps_per_s")]
-    if not rates:
-        return fitted.train_time_s / (suite.calib_steps + 1)
-    return statistics.median(1.0 / r for r in rates)
 
 
 def _median_time(fn, repeats: int = 5) -> float:
@@ -200,29 +208,29 @@ def run(
 
     # Same training time for both objectives, in the machine's own units: the two step costs are
     # calibrated in alternating rounds (so a change in the load of a shared machine hits both
-    # alike), MMF gets budget / its cost, and flow matching the same compute in its cheaper
-    # steps. Wall times of the two runs are recorded too; on a busy machine they can differ.
+    # alike), each objective schedules its learning rate over the steps its budget buys (with
+    # headroom) and is stopped by the clock at the budget. The wall times actually trained are
+    # recorded beside the steps.
     rounds: dict[str, list[float]] = {"mmf": [], "fm": []}
     for _ in range(cfg.calib_rounds):
         for obj in rounds:
-            rounds[obj].append(_seconds_per_step(data, obj, cfg, device, seed))
+            fit_n = lambda n, obj=obj: _fit(data, obj, cfg, n, device, seed, log_every=n)  # noqa: E731
+            rounds[obj].append(seconds_per_step(fit_n, cfg.calib_steps))
     spp = {obj: statistics.median(v) for obj, v in rounds.items()}
-    steps = {"mmf": max(cfg.calib_steps, int(cfg.budget_s / spp["mmf"]))}
-    steps["fm"] = max(cfg.calib_steps, int(steps["mmf"] * spp["mmf"] / spp["fm"]))
-    models = {}
+    models, steps = {}, {}
     for obj in ("mmf", "fm"):
-        models[obj] = fit_images(
+        scheduled = steps_for(cfg.budget_s, spp[obj], minimum=cfg.calib_steps)
+        models[obj] = _fit(
             data,
-            max_steps=steps[obj],
-            batch_size=cfg.batch_size,
-            backbone_kwargs={"base": cfg.base, "prediction": cfg.prediction},
-            device=device,
-            seed=seed,
-            progress=False,
-            log_every=max(1, steps[obj] // 20),
-            ema_decay=cfg.ema_decay,
-            **_objective_kwargs(obj, cfg),
+            obj,
+            cfg,
+            scheduled,
+            device,
+            seed,
+            log_every=5,
+            callbacks=(TimeLimit(cfg.budget_s),),
         )
+        steps[obj] = models[obj].steps_trained
 
     gen = torch.Generator().manual_seed(seed + 1)
     labels = data.labels[torch.randint(0, len(data), (cfg.n_eval,), generator=gen)]
@@ -273,7 +281,11 @@ def run(
         "extractor": extractor.description(),
         "extractor_test_accuracy": round(extractor.test_accuracy, 4),
         "calibrated_s_per_step": {k: round(v, 4) for k, v in spp.items()},
-        "step_cost_ratio_mmf_fm": round(spp["mmf"] / spp["fm"], 3),
+        "trained_s_per_step": {k: round(m.train_time_s / steps[k], 4) for k, m in models.items()},
+        "step_cost_ratio_mmf_fm": round(
+            (models["mmf"].train_time_s / steps["mmf"]) / (models["fm"].train_time_s / steps["fm"]),
+            3,
+        ),
         "methods": rows,
         "sampling_latency_s": {
             "batch": n_lat,

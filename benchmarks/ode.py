@@ -38,6 +38,11 @@ import torch
 import meanflow_sci
 from meanflow_sci.tasks import ode
 
+try:
+    from benchmarks.budget import TimeLimit, seconds_per_step, steps_for
+except ModuleNotFoundError:  # run as a script: python benchmarks/<name>.py
+    from budget import TimeLimit, seconds_per_step, steps_for
+
 # The recipe found for conditional trajectories (measured on the standard suite, 1 thread):
 # - The output parameterisation moved the one-step error most. The exact average velocity of a
 #   deterministic map is u(z_t, r, t) = (z_t - x(cond)) / t for every r: with the network giving u
@@ -129,24 +134,6 @@ SUITES = {
 }
 
 
-# Step counts from the calibration get this margin and the time limit stops the run: on a shared
-# machine the calibration is noisy, and without the margin a baseline could end early (an FM run
-# once stopped at 114 s of a 155 s budget).
-_HEADROOM = 1.2
-
-
-class _TimeLimit:
-    """Trainer callback that stops training once ``budget_s`` of wall time has passed."""
-
-    def __init__(self, budget_s: float) -> None:
-        self.budget_s = budget_s
-        self.start = time.perf_counter()
-
-    def __call__(self, trainer: Any, record: dict) -> None:
-        if time.perf_counter() - self.start >= self.budget_s:
-            trainer.should_stop = True
-
-
 def _fit(
     data,
     cond,
@@ -158,7 +145,7 @@ def _fit(
     budget_s: float | None = None,
     **extra: Any,
 ):
-    callbacks = () if budget_s is None else (_TimeLimit(budget_s),)
+    callbacks = () if budget_s is None else (TimeLimit(budget_s),)
     return meanflow_sci.fit(
         data,
         cond,
@@ -176,19 +163,6 @@ def _fit(
         callbacks=callbacks,
         **extra,
     )
-
-
-def _seconds_per_step(
-    data, cond, objective: str, cfg: SuiteConfig, device: str, seed: int, **extra: Any
-) -> float:
-    # Two short fits: the difference cancels the fixed cost of building the model and trainer.
-    start = time.perf_counter()
-    _fit(data, cond, objective, cfg, cfg.calib_steps, device, seed, **extra)
-    short = time.perf_counter() - start
-    start = time.perf_counter()
-    _fit(data, cond, objective, cfg, 3 * cfg.calib_steps, device, seed, **extra)
-    long = time.perf_counter() - start
-    return max((long - short) / (2 * cfg.calib_steps), 1e-4)
 
 
 def solver_time_s(ds, repeats: int = 3) -> float:
@@ -228,8 +202,10 @@ def _fit_in_budget(
 ):
     """Fit ``objective`` for ``budget_s`` of wall time: steps from a calibration, with headroom,
     and a time limit that stops the run at the budget."""
-    sps = _seconds_per_step(data, cond, objective, cfg, device, seed, **extra)
-    steps = max(1, int(_HEADROOM * budget_s / sps))
+    sps = seconds_per_step(
+        lambda n: _fit(data, cond, objective, cfg, n, device, seed, **extra), cfg.calib_steps
+    )
+    steps = steps_for(budget_s, sps)
     return _fit(data, cond, objective, cfg, steps, device, seed, budget_s=budget_s, **extra)
 
 

@@ -193,6 +193,7 @@ def test_config_round_trip():
         ModularMeanFlow(lam="cosine", lam_warmup=7, time_sampler="uniform", ratio_r_neq_t=0.5),
         ModularMeanFlow(lam=0.3, guidance=Guidance(omega=1.5)),
         ModularMeanFlow(tangent="model"),
+        ModularMeanFlow(target="model", lam="linear"),
         FlowMatching(),
         Regression(),
     ]:
@@ -326,6 +327,95 @@ def test_model_tangent_keeps_the_exact_solution_of_a_deterministic_map():
     r = t * torch.rand(32, generator=g, dtype=torch.float64)
     out = ModularMeanFlow(tangent="model")(ExactDataNet(a), cond @ a.T, cond, t=t, r=r)
     assert float(out.mse.max()) < 1e-20
+
+
+@pytest.mark.parametrize("lam", [0.0, 1.0])
+def test_model_target_uses_the_models_velocity_in_target_and_tangent(lam):
+    """target="model": on r < t, v -> u(z, t, t) in the target and the JVP; r = t keeps eps - x."""
+    torch.manual_seed(0)
+    x, noise, t, r = _fixed_inputs(dtype=torch.float32)
+    r = torch.where(torch.arange(len(t)) % 3 == 0, t, r)  # some samples on the diagonal
+    model = SmallNet(3)
+    obj = ModularMeanFlow(lam=lam, adaptive_p=0.0, target="model")
+    assert obj.tangent == "model"
+    out = obj(model, x, t=t, r=r, noise=noise)
+    z = (1 - t[:, None]) * x + t[:, None] * noise
+    moving = (t > r)[:, None]
+    with torch.no_grad():
+        v_hat = model(z, t, t)
+    v = torch.where(moving, v_hat, noise - x)
+    _, dudt = torch.autograd.functional.jvp(
+        lambda z_, r_, t_: model(z_, r_, t_), (z, r, t), (v, torch.zeros_like(r), torch.ones_like(t))
+    )
+    h = (t - r)[:, None]
+    ref = (model(z, r, t) + h * dudt - v).square().sum(1)
+    torch.testing.assert_close(out.loss, ref.detach(), rtol=1e-5, atol=1e-6)
+    # The r = t rows are flow matching, as with the conditional target; the others differ.
+    base = ModularMeanFlow(lam=lam, adaptive_p=0.0, tangent="model")(model, x, t=t, r=r, noise=noise)
+    torch.testing.assert_close(out.loss[~moving[:, 0]], base.loss[~moving[:, 0]])
+    assert not torch.allclose(out.loss[moving[:, 0]], base.loss[moving[:, 0]])
+    # Gradients reach the network through u (and, with λ > 0, the JVP) only, never the target.
+    out.loss.mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_model_target_keeps_the_exact_solution_of_a_deterministic_map():
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    cond = torch.randn(32, 2, generator=g, dtype=torch.float64)
+    t = 0.05 + 0.95 * torch.rand(32, generator=g, dtype=torch.float64)
+    r = t * torch.rand(32, generator=g, dtype=torch.float64)
+    out = ModularMeanFlow(target="model", lam=1.0)(ExactDataNet(a), cond @ a.T, cond, t=t, r=r)
+    assert float(out.mse.max()) < 1e-20
+    # With the model's velocity the r < t rows test self-consistency alone: a network whose
+    # flow is consistent but lands off the data has zero loss there, and only the flow-matching
+    # rows (r = t) see the data.
+    r = torch.where(torch.arange(32) % 2 == 0, t, r)
+    wrong = ModularMeanFlow(target="model")(ExactDataNet(a), cond @ a.T + 0.1, cond, t=t, r=r)
+    assert float(wrong.mse[t == r].min()) > 1e-6
+    assert float(wrong.mse[t > r].max()) < 1e-20
+
+
+def test_model_target_rejects_bad_values_and_guidance():
+    with pytest.raises(InputError, match="target"):
+        ModularMeanFlow(target="marginal")
+    with pytest.raises(InputError, match="target.*omega=2.0"):
+        ModularMeanFlow(target="model", guidance=Guidance(omega=2.0))
+    ModularMeanFlow(target="model", guidance=Guidance(omega=1.0))  # dropout alone is fine
+
+
+def test_fd_backend_approximates_the_jvp_and_matches_the_loss():
+    """jvp_backend="fd": a backward difference close to the exact JVP, reusing u when fp32."""
+    torch.manual_seed(0)
+    x, noise, t, r = _fixed_inputs(dtype=torch.float32)
+    r = torch.where(torch.arange(len(t)) % 3 == 0, t, r)
+    model = SmallNet(3)
+    z = (1 - t[:, None]) * x + t[:, None] * noise
+    v = noise - x
+    exact = ModularMeanFlow.time_derivative(model, z, r, t, v, backend="dual")
+    with torch.no_grad():
+        u = model(z, r, t)
+    for given in (u, None):  # reusing the loss's forward or computing both points
+        fd = ModularMeanFlow.time_derivative(model, z, r, t, v, backend="fd", u=given)
+        assert float((fd - exact).norm() / exact.norm()) < 5e-3
+        assert torch.equal(fd[t == r], torch.zeros_like(fd[t == r]))
+    # A low-precision u (from a bf16 autocast forward) is not reused: both points in float32.
+    lowp = ModularMeanFlow.time_derivative(model, z, r, t, v, backend="fd", u=u.bfloat16())
+    torch.testing.assert_close(lowp, fd)
+    # The loss with "fd" is close to the exact one (the error is O(h)).
+    out = ModularMeanFlow(adaptive_p=0.0, jvp_backend="fd")(model, x, t=t, r=r, noise=noise)
+    ref = ModularMeanFlow(adaptive_p=0.0)(model, x, t=t, r=r, noise=noise)
+    torch.testing.assert_close(out.loss, ref.loss, rtol=1e-2, atol=1e-4)
+
+
+def test_fd_backend_needs_lam_zero():
+    with pytest.raises(InputError, match="jvp_backend.*lam=0.5"):
+        ModularMeanFlow(lam=0.5, jvp_backend="fd")
+    obj = ModularMeanFlow(lam="linear", lam_warmup=10, jvp_backend="fd")
+    x = torch.randn(8, 3)
+    obj(SmallNet(3), x, step=0)  # λ = 0 at step 0
+    with pytest.raises(InputError, match="jvp_backend.*λ = 0.5"):
+        obj(SmallNet(3), x, step=5)
 
 
 def test_bad_tangent_raises():

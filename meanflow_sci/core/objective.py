@@ -83,8 +83,11 @@ class Guidance:
         check_range("guidance.drop_prob", self.drop_prob, 0.0, 1.0)
 
 
-JVP_BACKENDS = ("auto", "dual", "func")
+JVP_BACKENDS = ("auto", "dual", "func", "fd")
+# Step of the finite-difference time derivative (backend "fd"), in units of t.
+FD_STEP = 1e-3
 TANGENTS = ("conditional", "model")
+TARGETS = ("conditional", "model")
 
 
 def sg_lambda(a: torch.Tensor, lam: float) -> torch.Tensor:
@@ -244,8 +247,9 @@ class ModularMeanFlow(_Objective):
             ``None``.
         guidance: classifier-free guidance trained into the target.
         check_inputs: validate ``x``, ``t``, ``r``, ``noise`` and ``cond`` on every call.
-        jvp_backend: ``"auto"`` (the default), ``"dual"`` (forward-mode dual tensors) or
-            ``"func"`` (``torch.func.jvp``); see :meth:`time_derivative`.
+        jvp_backend: ``"auto"`` (the default), ``"dual"`` (forward-mode dual tensors),
+            ``"func"`` (``torch.func.jvp``) or ``"fd"`` (a finite difference along the
+            trajectory, λ = 0 only); see :meth:`time_derivative`.
         tangent: the ``z`` direction of the JVP. ``"conditional"`` (MeanFlow's) uses the
             conditional velocity ``v = eps - x`` of the drawn pair; ``"model"`` uses the model's
             own instantaneous velocity ``u(z_t, t, t)`` (no gradient, one extra forward on the
@@ -255,6 +259,14 @@ class ModularMeanFlow(_Objective):
             contracts one-step maps of distributions (README, "Choosing λ"); the model tangent
             does not. For data that are a deterministic function of ``cond`` the two agree once
             the model fits.
+        target: the velocity ``v`` in the regression target of the ``r < t`` samples.
+            ``"conditional"`` (MeanFlow's) is ``eps - x`` of the drawn pair. ``"model"`` is the
+            model's own ``u(z_t, t, t)`` (no gradient), which also sets the JVP direction (so
+            ``tangent`` must be left at its default or be ``"model"``): the whole target is
+            then a function of ``(z_t, r, t)``, free of the noise of the drawn pair, with the
+            same minimiser (the average velocity of the marginal flow). The ``r = t`` samples
+            keep the conditional target, i.e. flow matching, which trains the velocity the
+            others use. Not combined with guidance trained into the target.
 
     Example:
         >>> obj = ModularMeanFlow(lam="linear", lam_warmup=1000)
@@ -281,9 +293,18 @@ class ModularMeanFlow(_Objective):
         check_inputs: bool = True,
         jvp_backend: str = "auto",
         tangent: str = "conditional",
+        target: str = "conditional",
     ) -> None:
         self.jvp_backend = check_choice("jvp_backend", jvp_backend, JVP_BACKENDS)
+        if jvp_backend == "fd" and isinstance(lam, (int, float)) and lam != 0:
+            raise InputError(
+                f"jvp_backend: 'fd' gives no gradient through the tangent, so it needs lam=0, "
+                f"got lam={lam!r}; use 'auto' for λ > 0"
+            )
         self.tangent = check_choice("tangent", tangent, TANGENTS)
+        self.target = check_choice("target", target, TARGETS)
+        if target == "model":
+            self.tangent = "model"
         sk = {} if ratio_r_neq_t is None else {"ratio_r_neq_t": ratio_r_neq_t}
         if time_sampler is not None and not isinstance(time_sampler, str) and sk:
             raise InputError(
@@ -298,6 +319,12 @@ class ModularMeanFlow(_Objective):
             check_inputs=check_inputs,
             **sk,
         )
+        g = self.guidance
+        if target == "model" and g is not None and (g.omega != 1.0 or g.kappa != 0.0):
+            raise InputError(
+                "target: 'model' is not combined with guidance trained into the target "
+                f"(omega={g.omega}, kappa={g.kappa}); use target='conditional' or omega=1, kappa=0"
+            )
         kw = {} if lam_warmup is None else {"warmup_steps": lam_warmup}
         self.lam = make_schedule(lam, **kw)
 
@@ -323,12 +350,36 @@ class ModularMeanFlow(_Objective):
         lam = self.lam_at(step)
         z, v, t, r, cond_in = self._prepare(model, x, cond, t, r, noise)
         u = model(z, r, t, cond_in)
+        tangent = self.tangent
+        if self.target == "model":
+            v = self.model_velocity(model, z, r, t, v, cond_in)
+            tangent = "conditional"  # v is the model's velocity on every r < t sample now
         dudt = self.time_derivative(
-            model, z, r, t, v, cond_in, lam=lam, backend=self.jvp_backend, tangent=self.tangent
+            model,
+            z,
+            r,
+            t,
+            v,
+            cond_in,
+            lam=lam,
+            backend=self.jvp_backend,
+            tangent=tangent,
+            u=u.detach(),
         )
         h = _acc(expand_time(t - r, u))
         delta = _acc(u) + h * sg_lambda(dudt, lam).to(h.dtype) - _acc(v)
         return self._reduce(delta, lam)
+
+    @staticmethod
+    def model_velocity(model, z, r, t, v, cond=None) -> torch.Tensor:
+        """``v`` with its ``r < t`` rows replaced by the model's ``u(z, t, t)`` (no gradient)."""
+        idx = (t > r).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return v
+        c = None if cond is None else cond[idx]
+        with torch.no_grad(), _fp32_region(z.device):
+            u_tt = model(_acc(z[idx]), _acc(t[idx]), _acc(t[idx]), c)
+        return _acc(v).index_copy(0, idx, _acc(u_tt))
 
     @staticmethod
     def time_derivative(
@@ -342,6 +393,7 @@ class ModularMeanFlow(_Objective):
         lam: float = 0.0,
         backend: str = "auto",
         tangent: str = "conditional",
+        u: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``du/dt = v · ∂_z u + ∂_t u`` by one forward-mode JVP, zero where ``r == t``.
 
@@ -376,6 +428,18 @@ class ModularMeanFlow(_Objective):
         if tangent == "model":
             with torch.no_grad(), _fp32_region(z.device):
                 v = model(_acc(z), _acc(t), _acc(t), cond)
+        if backend == "fd":
+            if lam != 0.0:
+                raise InputError(
+                    f"jvp_backend: 'fd' gives no gradient through the tangent, so it needs λ = 0, "
+                    f"got λ = {lam}; use 'auto' for λ > 0"
+                )
+            if u is not None and u.dtype in (torch.float32, torch.float64):
+                u = u if idx is None else u[idx]
+            else:
+                u = None
+            dudt = _finite_difference(model, z, r, t, v, cond, u)
+            return dudt if idx is None else out.index_copy(0, idx, dudt)
         if backend == "auto":
             backend = "dual" if lam == 0.0 else "func"
         grad_ctx = torch.no_grad() if lam == 0.0 else nullcontext()
@@ -405,7 +469,18 @@ class ModularMeanFlow(_Objective):
             "lam": lam,
             "jvp_backend": self.jvp_backend,
             "tangent": self.tangent,
+            "target": self.target,
         }
+
+
+def _finite_difference(model, z, r, t, v, cond, u) -> torch.Tensor:
+    """Backward difference of ``u`` along ``(v, 0, 1)``, float32, no graph (λ = 0)."""
+    with torch.no_grad(), _fp32_region(z.device):
+        z, r, t, v = _acc(z), _acc(r), _acc(t), _acc(v)
+        if u is None:
+            u = model(z, r, t, cond)
+        back = model(z - FD_STEP * v, r, t - FD_STEP, cond)
+        return (_acc(u) - _acc(back)) / FD_STEP
 
 
 class FlowMatching(_Objective):

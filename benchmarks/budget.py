@@ -1,0 +1,53 @@
+"""Equal wall-clock training budgets for the benchmarks' method comparisons.
+
+A method's learning-rate schedule spans its ``max_steps``, so a budget is turned into a step count
+from a calibration (:func:`seconds_per_step`), given a little headroom, and the run is stopped at
+the budget itself by :class:`TimeLimit`. Both are measured in the machine's own units at run time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+# Step counts from a calibration get this margin and the time limit stops the run: on a shared
+# machine the calibration is noisy, and without the margin a run could end early (an FM run once
+# stopped at 114 s of a 155 s budget).
+HEADROOM = 1.2
+
+
+class TimeLimit:
+    """Trainer callback that stops training once ``budget_s`` of wall time has passed.
+
+    The clock starts when the callback is made (just before ``fit``); the trainer checks
+    callbacks at its log steps, so the overshoot is at most ``log_every`` steps.
+    """
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s = budget_s
+        self.start = time.perf_counter()
+
+    def __call__(self, trainer: Any, record: dict) -> None:
+        if time.perf_counter() - self.start >= self.budget_s:
+            trainer.should_stop = True
+
+
+def seconds_per_step(fit_steps: Callable[[int], Any], steps: int) -> float:
+    """Seconds per optimizer step of ``fit_steps(n)`` (a fit of ``n`` steps).
+
+    Two fits, of ``steps`` and ``3 * steps``: the difference of their wall times cancels the
+    fixed cost of building the model and trainer and of the first, slower steps.
+    """
+    start = time.perf_counter()
+    fit_steps(steps)
+    short = time.perf_counter() - start
+    start = time.perf_counter()
+    fit_steps(3 * steps)
+    long = time.perf_counter() - start
+    return max((long - short) / (2 * steps), 1e-5)
+
+
+def steps_for(budget_s: float, s_per_step: float, minimum: int = 1) -> int:
+    """Steps to schedule for ``budget_s``: the calibrated count with :data:`HEADROOM`."""
+    return max(minimum, int(HEADROOM * budget_s / s_per_step))
