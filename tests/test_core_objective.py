@@ -345,13 +345,17 @@ def test_model_target_uses_the_models_velocity_in_target_and_tangent(lam):
         v_hat = model(z, t, t)
     v = torch.where(moving, v_hat, noise - x)
     _, dudt = torch.autograd.functional.jvp(
-        lambda z_, r_, t_: model(z_, r_, t_), (z, r, t), (v, torch.zeros_like(r), torch.ones_like(t))
+        lambda z_, r_, t_: model(z_, r_, t_),
+        (z, r, t),
+        (v, torch.zeros_like(r), torch.ones_like(t)),
     )
     h = (t - r)[:, None]
     ref = (model(z, r, t) + h * dudt - v).square().sum(1)
     torch.testing.assert_close(out.loss, ref.detach(), rtol=1e-5, atol=1e-6)
     # The r = t rows are flow matching, as with the conditional target; the others differ.
-    base = ModularMeanFlow(lam=lam, adaptive_p=0.0, tangent="model")(model, x, t=t, r=r, noise=noise)
+    base = ModularMeanFlow(lam=lam, adaptive_p=0.0, tangent="model")(
+        model, x, t=t, r=r, noise=noise
+    )
     torch.testing.assert_close(out.loss[~moving[:, 0]], base.loss[~moving[:, 0]])
     assert not torch.allclose(out.loss[moving[:, 0]], base.loss[moving[:, 0]])
     # Gradients reach the network through u (and, with λ > 0, the JVP) only, never the target.
