@@ -444,6 +444,7 @@ def _resolve_objective(
     adaptive_p: float,
     guidance: Any,
     tangent: str = "conditional",
+    jvp_backend: str = "auto",
 ) -> Any:
     if not isinstance(objective, str):
         return make_objective(objective)
@@ -459,7 +460,13 @@ def _resolve_objective(
         # The curriculum default: λ reaches 1 half-way through training.
         lam_warmup = max(1, max_steps // 2)
     return make_objective(
-        "mmf", lam=lam, lam_warmup=lam_warmup, adaptive_p=adaptive_p, tangent=tangent, **kwargs
+        "mmf",
+        lam=lam,
+        lam_warmup=lam_warmup,
+        adaptive_p=adaptive_p,
+        tangent=tangent,
+        jvp_backend=jvp_backend,
+        **kwargs,
     )
 
 
@@ -505,6 +512,7 @@ def fit(
     adaptive_p: float = 1.0,
     guidance: Any = None,
     tangent: str = "conditional",
+    jvp_backend: str = "auto",
     device: str = "auto",
     seed: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
@@ -557,6 +565,10 @@ def fit(
         tangent: MMF's JVP direction: ``"conditional"`` (MeanFlow's ``eps - x``) or ``"model"``
             (the model's own ``u(z_t, t, t)``, one extra forward on the ``r < t`` samples; see
             :class:`~meanflow_sci.core.ModularMeanFlow`).
+        jvp_backend: How MMF computes ``du/dt``: ``"auto"`` (exact forward-mode JVP) or
+            ``"fd"`` (a backward difference along the trajectory, λ = 0 only; one plain forward
+            on the ``r < t`` samples instead of a dual one, which bought 1.5x the MMF steps in
+            the same CPU time on digits; README, "Computing du/dt").
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         seed: Seeds the network initialisation, the validation split and the trainer.
         checkpoint_dir: Folder for training checkpoints (None: no checkpoints).
@@ -640,6 +652,7 @@ def fit(
         adaptive_p=adaptive_p,
         guidance=guidance,
         tangent=tangent,
+        jvp_backend=jvp_backend,
     )
     config = _train_config(
         train_kwargs,
@@ -670,6 +683,7 @@ def fit(
         adaptive_p=adaptive_p,
         guidance=guidance,
         tangent=tangent,
+        jvp_backend=jvp_backend,
         seed=seed,
         val_fraction=val_fraction,
         train=dataclasses.asdict(config),

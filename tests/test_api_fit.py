@@ -211,3 +211,8 @@ def test_x_prediction_and_model_tangent_through_fit_and_save(tmp_path):
     np.testing.assert_array_equal(again.sample(cond=c[:4], seed=0), fm.sample(cond=c[:4], seed=0))
     with pytest.raises(InputError, match="tangent"):
         fit(x, c, tangent="marginal", max_steps=2, backbone_kwargs=MLP_TINY, **QUIET)
+    fd = fit(x, c, jvp_backend="fd", max_steps=4, batch_size=32, backbone_kwargs=kw, **QUIET)
+    assert fd.objective_config["jvp_backend"] == "fd"
+    assert np.isfinite(fd.history[-1]["loss"])
+    with pytest.raises(InputError, match="jvp_backend"):
+        fit(x, c, jvp_backend="fd", lam="linear", max_steps=2, backbone_kwargs=MLP_TINY, **QUIET)

@@ -415,11 +415,12 @@ def test_fd_backend_approximates_the_jvp_and_matches_the_loss():
 def test_fd_backend_needs_lam_zero():
     with pytest.raises(InputError, match="jvp_backend.*lam=0.5"):
         ModularMeanFlow(lam=0.5, jvp_backend="fd")
-    obj = ModularMeanFlow(lam="linear", lam_warmup=10, jvp_backend="fd")
-    x = torch.randn(8, 3)
-    obj(SmallNet(3), x, step=0)  # λ = 0 at step 0
+    with pytest.raises(InputError, match="jvp_backend.*lam='linear'"):
+        ModularMeanFlow(lam="linear", lam_warmup=10, jvp_backend="fd")
+    # time_derivative called directly with λ > 0 refuses too.
+    x, noise, t, r = _fixed_inputs(dtype=torch.float32)
     with pytest.raises(InputError, match="jvp_backend.*λ = 0.5"):
-        obj(SmallNet(3), x, step=5)
+        ModularMeanFlow.time_derivative(SmallNet(3), x, r, t, noise, lam=0.5, backend="fd")
 
 
 def test_bad_tangent_raises():

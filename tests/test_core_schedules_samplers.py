@@ -66,6 +66,24 @@ def test_time_samplers_order_and_tie_fraction(sampler):
     assert abs(frac - sampler.ratio_r_neq_t) < 0.02
 
 
+@pytest.mark.parametrize("cls", [LogitNormalTimeSampler, UniformTimeSampler])
+def test_ratio_r_zero_stretches_intervals_to_the_data(cls):
+    gen = torch.Generator().manual_seed(0)
+    ts = cls(ratio_r_neq_t=0.5, ratio_r_zero=0.4)(20000, generator=gen)
+    moving = ts.r < ts.t
+    assert abs(moving.float().mean().item() - 0.5) < 0.02
+    zero_share = (ts.r[moving] == 0).float().mean().item()
+    assert abs(zero_share - 0.4) < 0.02
+    assert not bool((ts.r[~moving] == 0).any())  # ties stay on the diagonal
+    # The default draws nothing extra: a seed gives the samples it gave before the option.
+    a = cls(ratio_r_neq_t=0.5)(64, generator=torch.Generator().manual_seed(1))
+    b = cls(ratio_r_neq_t=0.5, ratio_r_zero=0.0)(64, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.r, b.r) and torch.equal(a.t, b.t)
+    assert make_time_sampler(cls(ratio_r_zero=0.3).config()) == cls(ratio_r_zero=0.3)
+    with pytest.raises(InputError, match="ratio_r_zero"):
+        cls(ratio_r_zero=1.5)
+
+
 def test_logit_normal_median_and_registry():
     torch.manual_seed(0)
     ts = LogitNormalTimeSampler(mu=-0.4, sigma=1.0, ratio_r_neq_t=0.0)(50000)

@@ -31,10 +31,17 @@ class TimeSample:
 
 
 def _order_and_tie(
-    a: torch.Tensor, b: torch.Tensor, ratio_r_neq_t: float, generator: torch.Generator | None
+    a: torch.Tensor,
+    b: torch.Tensor,
+    ratio_r_neq_t: float,
+    generator: torch.Generator | None,
+    ratio_r_zero: float = 0.0,
 ) -> TimeSample:
     t, r = torch.maximum(a, b), torch.minimum(a, b)
     tie = torch.rand(a.shape, device=a.device, generator=generator) >= ratio_r_neq_t
+    if ratio_r_zero > 0:  # no extra draw otherwise, so existing seeds give the same samples
+        zero = torch.rand(a.shape, device=a.device, generator=generator) < ratio_r_zero
+        r = torch.where(zero, torch.zeros_like(r), r)
     return TimeSample(t=t, r=torch.where(tie, t, r))
 
 
@@ -46,15 +53,19 @@ class LogitNormalTimeSampler:
         mu: mean of the normal before the sigmoid.
         sigma: standard deviation before the sigmoid.
         ratio_r_neq_t: fraction of the batch with ``r != t``.
+        ratio_r_zero: fraction of the ``r != t`` samples whose interval is stretched to end at
+            the data (``r = 0``), the intervals the one-step sampler uses (0: none).
     """
 
     mu: float = -0.4
     sigma: float = 1.0
     ratio_r_neq_t: float = 0.25
+    ratio_r_zero: float = 0.0
 
     def __post_init__(self) -> None:
         check_range("sigma", self.sigma, 1e-6, None)
         check_range("ratio_r_neq_t", self.ratio_r_neq_t, 0.0, 1.0)
+        check_range("ratio_r_zero", self.ratio_r_zero, 0.0, 1.0)
 
     def __call__(
         self,
@@ -64,7 +75,7 @@ class LogitNormalTimeSampler:
     ) -> TimeSample:
         n = torch.randn(2, batch, device=device, generator=generator) * self.sigma + self.mu
         a, b = torch.sigmoid(n)
-        return _order_and_tie(a, b, self.ratio_r_neq_t, generator)
+        return _order_and_tie(a, b, self.ratio_r_neq_t, generator, self.ratio_r_zero)
 
     def config(self) -> dict[str, Any]:
         return {"name": "logit_normal", **asdict(self)}
@@ -76,12 +87,15 @@ class UniformTimeSampler:
 
     Args:
         ratio_r_neq_t: fraction of the batch with ``r != t``.
+        ratio_r_zero: fraction of the ``r != t`` samples with ``r = 0`` (0: none).
     """
 
     ratio_r_neq_t: float = 0.25
+    ratio_r_zero: float = 0.0
 
     def __post_init__(self) -> None:
         check_range("ratio_r_neq_t", self.ratio_r_neq_t, 0.0, 1.0)
+        check_range("ratio_r_zero", self.ratio_r_zero, 0.0, 1.0)
 
     def __call__(
         self,
@@ -90,7 +104,7 @@ class UniformTimeSampler:
         generator: torch.Generator | None = None,
     ) -> TimeSample:
         a, b = torch.rand(2, batch, device=device, generator=generator)
-        return _order_and_tie(a, b, self.ratio_r_neq_t, generator)
+        return _order_and_tie(a, b, self.ratio_r_neq_t, generator, self.ratio_r_zero)
 
     def config(self) -> dict[str, Any]:
         return {"name": "uniform", **asdict(self)}
