@@ -291,27 +291,36 @@ def test_x_prediction_of_a_deterministic_map_has_zero_loss(lam):
     torch.testing.assert_close(sample(ExactDataNet(a), noise, cond), x)
 
 
-@pytest.mark.parametrize("lam", [0.0, 1.0])
-def test_model_tangent_uses_the_models_own_velocity(lam):
-    """tangent="model": du/dt along (u(z, t, t), 0, 1); the target is still v."""
+def _model_velocity_case():
+    """float32 inputs with a third of the samples on the diagonal, a SmallNet, z_t, u(z_t, t, t)."""
     torch.manual_seed(0)
     x, noise, t, r = _fixed_inputs(dtype=torch.float32)
-    r = torch.where(torch.arange(len(t)) % 3 == 0, t, r)  # some samples on the diagonal
+    r = torch.where(torch.arange(len(t)) % 3 == 0, t, r)
     model = SmallNet(3)
-    out = ModularMeanFlow(lam=lam, adaptive_p=0.0, tangent="model")(model, x, t=t, r=r, noise=noise)
     z = (1 - t[:, None]) * x + t[:, None] * noise
-    v = noise - x
     with torch.no_grad():
         v_hat = model(z, t, t)
+    return x, noise, t, r, model, z, v_hat
+
+
+def _reference_loss(model, z, r, t, tangent, v_target):
+    """||u + (t - r) du/dt - v||² with du/dt by autograd's JVP along (tangent, 0, 1)."""
     _, dudt = torch.autograd.functional.jvp(
         lambda z_, r_, t_: model(z_, r_, t_),
         (z, r, t),
-        (v_hat, torch.zeros_like(r), torch.ones_like(t)),
+        (tangent, torch.zeros_like(r), torch.ones_like(t)),
     )
-    u = model(z, r, t)
     h = (t - r)[:, None]
-    ref = (u + h * dudt - v).square().sum(1)
-    torch.testing.assert_close(out.loss, ref.detach(), rtol=1e-5, atol=1e-6)
+    return (model(z, r, t) + h * dudt - v_target).square().sum(1).detach()
+
+
+@pytest.mark.parametrize("lam", [0.0, 1.0])
+def test_model_tangent_uses_the_models_own_velocity(lam):
+    """tangent="model": du/dt along (u(z, t, t), 0, 1); the target is still v."""
+    x, noise, t, r, model, z, v_hat = _model_velocity_case()
+    out = ModularMeanFlow(lam=lam, adaptive_p=0.0, tangent="model")(model, x, t=t, r=r, noise=noise)
+    ref = _reference_loss(model, z, r, t, v_hat, noise - x)
+    torch.testing.assert_close(out.loss, ref, rtol=1e-5, atol=1e-6)
     # It differs from MeanFlow's conditional tangent wherever r < t.
     cond_out = ModularMeanFlow(lam=lam, adaptive_p=0.0)(model, x, t=t, r=r, noise=noise)
     moving = t > r
@@ -332,26 +341,15 @@ def test_model_tangent_keeps_the_exact_solution_of_a_deterministic_map():
 @pytest.mark.parametrize("lam", [0.0, 1.0])
 def test_model_target_uses_the_models_velocity_in_target_and_tangent(lam):
     """target="model": on r < t, v -> u(z, t, t) in the target and the JVP; r = t keeps eps - x."""
-    torch.manual_seed(0)
-    x, noise, t, r = _fixed_inputs(dtype=torch.float32)
-    r = torch.where(torch.arange(len(t)) % 3 == 0, t, r)  # some samples on the diagonal
-    model = SmallNet(3)
+    x, noise, t, r, model, z, v_hat = _model_velocity_case()
     obj = ModularMeanFlow(lam=lam, adaptive_p=0.0, target="model")
     assert obj.tangent == "model"
     out = obj(model, x, t=t, r=r, noise=noise)
-    z = (1 - t[:, None]) * x + t[:, None] * noise
     moving = (t > r)[:, None]
-    with torch.no_grad():
-        v_hat = model(z, t, t)
     v = torch.where(moving, v_hat, noise - x)
-    _, dudt = torch.autograd.functional.jvp(
-        lambda z_, r_, t_: model(z_, r_, t_),
-        (z, r, t),
-        (v, torch.zeros_like(r), torch.ones_like(t)),
+    torch.testing.assert_close(
+        out.loss, _reference_loss(model, z, r, t, v, v), rtol=1e-5, atol=1e-6
     )
-    h = (t - r)[:, None]
-    ref = (model(z, r, t) + h * dudt - v).square().sum(1)
-    torch.testing.assert_close(out.loss, ref.detach(), rtol=1e-5, atol=1e-6)
     # The r = t rows are flow matching, as with the conditional target; the others differ.
     base = ModularMeanFlow(lam=lam, adaptive_p=0.0, tangent="model")(
         model, x, t=t, r=r, noise=noise

@@ -261,12 +261,12 @@ class ModularMeanFlow(_Objective):
             the model fits.
         target: the velocity ``v`` in the regression target of the ``r < t`` samples.
             ``"conditional"`` (MeanFlow's) is ``eps - x`` of the drawn pair. ``"model"`` is the
-            model's own ``u(z_t, t, t)`` (no gradient), which also sets the JVP direction (so
-            ``tangent`` must be left at its default or be ``"model"``): the whole target is
-            then a function of ``(z_t, r, t)``, free of the noise of the drawn pair, with the
-            same minimiser (the average velocity of the marginal flow). The ``r = t`` samples
-            keep the conditional target, i.e. flow matching, which trains the velocity the
-            others use. Not combined with guidance trained into the target.
+            model's own ``u(z_t, t, t)`` (no gradient), which is then also the JVP direction
+            (``tangent`` becomes ``"model"``): the whole target is then a function of
+            ``(z_t, r, t)``, free of the noise of the drawn pair, with the same minimiser (the
+            average velocity of the marginal flow). The ``r = t`` samples keep the conditional
+            target, i.e. flow matching, which trains the velocity the others use. Not combined
+            with guidance trained into the target.
 
     Example:
         >>> obj = ModularMeanFlow(lam="linear", lam_warmup=1000)
