@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import copy
 from collections.abc import Callable
 from typing import Any
@@ -64,7 +65,7 @@ def _mujoco_env(env: gym.Env, expert: str) -> Any:
 EQUILIBRIUM_TOL = 1.0
 
 
-class Expert:
+class Expert(abc.ABC):
     """Base class: ``check(env)`` once, ``reset(env, rng)`` per episode, ``act(env)`` per step.
 
     Attributes:
@@ -88,9 +89,9 @@ class Expert:
         """Start an episode (draw per-episode knobs from ``rng``)."""
         self._rng = rng
 
+    @abc.abstractmethod
     def act(self, env: gym.Env) -> np.ndarray:
         """The action for the current simulator state, shape ``(act_dim,)``."""
-        raise NotImplementedError
 
     def config(self) -> dict:
         """JSON-able knobs (stored in dataset attributes)."""
