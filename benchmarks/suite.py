@@ -232,6 +232,7 @@ def run_speed(
                 if "mmf0_func_over_fm" in r
                 else {}
             ),
+            **({"λ=0/FM (fd)": round(r["mmf0_fd_over_fm"], 2)} if "mmf0_fd_over_fm" in r else {}),
         }
         for r in step_rows
     ] + [{"backbone": k, "error": v} for k, v in errors.items()]
