@@ -194,3 +194,12 @@ def test_control_smoke_has_a_method_table(tmp_path):
     tables = report.collect_tables(record)
     assert any(t["name"].startswith("control_") and t["rows"] for t in tables)
     assert report._table_panels({"tables": tables})  # plotted against NFE
+
+
+def test_one_step_tracker_scores_the_ema_model_along_training():
+    from benchmarks.images_track import run as track
+
+    rows = track("smoke", budget_s=60, steps=12, every=5)
+    assert [r["step"] for r in rows] == [5, 10]
+    assert all(math.isfinite(r["fd_1step"]) and r["fd_1step"] > 0 for r in rows)
+    assert rows[0]["fd_1step"] != rows[1]["fd_1step"]  # the EMA model moved between scores

@@ -1,0 +1,108 @@
+"""One-step quality of MMF along training, on the digits benchmark's model.
+
+Trains the MMF side of ``benchmarks/images.py`` (same suite sizes and overrides) and, every
+``--every`` optimizer steps, scores 1000 one-step samples of the EMA model by the Fréchet distance
+in the in-project digit classifier's features (fixed noise and labels, so the points are
+comparable). Shows whether one-step quality still improves, plateaus or drifts late in training.
+
+Usage:
+    python benchmarks/images_track.py --budget 600 --steps 12000 --out runs/images_track.json
+    python benchmarks/images_track.py --set jvp_backend=auto --budget 600 --steps 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from meanflow_sci.tasks.images import digit_classifier, evaluate_images, load_digits
+
+try:
+    from benchmarks.budget import TimeLimit
+    from benchmarks.images import SUITES, _fit, parse_overrides
+except ModuleNotFoundError:  # run as a script: python benchmarks/images_track.py
+    from budget import TimeLimit
+    from images import SUITES, _fit, parse_overrides
+
+
+class OneStepTracker:
+    """Trainer callback: one-step FD of the EMA model every ``every`` steps (list in ``rows``)."""
+
+    def __init__(self, data, extractor, every: int, n: int = 1000, seed: int = 1) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.data, self.extractor, self.every = data, extractor, every
+        self.labels = data.labels[torch.randint(0, len(data), (n,), generator=gen)]
+        self.noise = torch.randn(n, *data.images.shape[1:], generator=gen)
+        self.rows: list[dict] = []
+        self.start = time.perf_counter()
+        self._next = every
+
+    def __call__(self, trainer, record: dict) -> None:
+        if trainer.step < self._next:
+            return
+        self._next = trainer.step + self.every
+        model = trainer.ema.module
+        was_training = model.training
+        model.eval()
+        n = len(self.labels)
+        with torch.no_grad():
+            # Digits are min-max normalised to [-1, 1] already, so the model's space is the data's.
+            u = model(self.noise, torch.zeros(n), torch.ones(n), self.labels)
+            x = (self.noise - u).clamp(-1, 1)
+        model.train(was_training)
+        m = evaluate_images(self.data.images, x, extractor=self.extractor, fake_labels=self.labels)
+        self.rows.append(
+            {
+                "step": trainer.step,
+                "elapsed_s": round(time.perf_counter() - self.start, 1),
+                "fd_1step": round(m.frechet_distance, 3),
+                "mse": round(record["mse"], 5),
+                "lr": record["lr"],
+            }
+        )
+
+
+def run(
+    suite: str = "standard",
+    budget_s: float = 600.0,
+    steps: int = 12000,
+    every: int = 500,
+    overrides: dict | None = None,
+    seed: int = 0,
+) -> list[dict]:
+    """Train MMF for at most ``steps`` steps or ``budget_s`` seconds; the tracked rows."""
+    cfg = replace(SUITES[suite], **(overrides or {}))
+    data = load_digits(size=cfg.size)
+    tracker = OneStepTracker(data, digit_classifier(), every)
+    callbacks = (tracker, TimeLimit(budget_s))
+    _fit(data, "mmf", cfg, steps, "cpu", seed, log_every=5, callbacks=callbacks)
+    return tracker.rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suite", default="standard", choices=sorted(SUITES))
+    p.add_argument("--budget", type=float, default=600.0, help="wall-clock limit in seconds")
+    p.add_argument("--steps", type=int, default=12000, help="steps the LR schedule spans")
+    p.add_argument("--every", type=int, default=500, help="steps between scores")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    p.add_argument("--out", default=None, help="JSON file for the rows")
+    a = p.parse_args()
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
+    rows = run(a.suite, a.budget, a.steps, a.every, parse_overrides(a.set))
+    for r in rows:
+        print(r)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
