@@ -292,7 +292,7 @@ def test_x_prediction_of_a_deterministic_map_has_zero_loss(lam):
 
 
 def _model_velocity_case():
-    """float32 inputs with a third of the samples on the diagonal, a SmallNet, z_t, u(z_t, t, t)."""
+    """float32 inputs, a third of them on the diagonal; a SmallNet, z_t and its u(z_t, t, t)."""
     torch.manual_seed(0)
     x, noise, t, r = _fixed_inputs(dtype=torch.float32)
     r = torch.where(torch.arange(len(t)) % 3 == 0, t, r)
@@ -388,11 +388,7 @@ def test_model_target_rejects_bad_values_and_guidance():
 
 def test_fd_backend_approximates_the_jvp_and_matches_the_loss():
     """jvp_backend="fd": a backward difference close to the exact JVP, reusing u when fp32."""
-    torch.manual_seed(0)
-    x, noise, t, r = _fixed_inputs(dtype=torch.float32)
-    r = torch.where(torch.arange(len(t)) % 3 == 0, t, r)
-    model = SmallNet(3)
-    z = (1 - t[:, None]) * x + t[:, None] * noise
+    x, noise, t, r, model, z, _ = _model_velocity_case()
     v = noise - x
     exact = ModularMeanFlow.time_derivative(model, z, r, t, v, backend="dual")
     with torch.no_grad():
