@@ -71,6 +71,7 @@ class Suite:
     # for lr 1e-3 (100 warm-up steps), 2e-3 and 4e-3 (20 warm-up steps); 8e-3 gave 187.
     lr: float = 4e-3
     lr_warmup_steps: int = 20
+    min_lr_ratio: float = 0.1  # the cosine decay's end, as a fraction of lr
     # Classifier-free guidance scale trained into the target of both objectives (1 = none; the
     # null class is then not trained). omega = 2 raised label accuracy to 0.97 but cut recall
     # and more than doubled the 1-step FD (300 steps: 378 against 172), so it is off here.
@@ -88,6 +89,9 @@ class Suite:
     adaptive_p: float = 0.5
     time_mu: float = -0.4
     time_sigma: float = 1.6
+    # A separate logit-normal for r (None: the same as t's).
+    time_r_mu: float | None = None
+    time_r_sigma: float | None = None
     ratio_r_neq_t: float = 0.5
     # Share of the r != t samples stretched to r = 0 (the one-step intervals): 0.25 gave 56.6
     # against 49.1 at 80 s, so none.
@@ -103,6 +107,9 @@ class Suite:
     target: str = "conditional"
     # MMF's time derivative: "auto" (exact forward-mode JVP) or "fd" (finite difference, λ = 0).
     jvp_backend: str = "fd"
+    # MMF: share of the scheduled steps over which the r != t share rises from 0 (a
+    # flow-matching start; ModularMeanFlow(interval_warmup=...)).
+    interval_warmup: float = 0.0
 
 
 SUITES = {
@@ -138,7 +145,7 @@ SUITES = {
 }
 
 
-def _objective_kwargs(objective: str, suite: Suite) -> dict:
+def _objective_kwargs(objective: str, suite: Suite, steps: int = 0) -> dict:
     """fit_images keyword arguments of one objective under a suite (shared ones included)."""
     kw: dict = {"lr": suite.lr, "lr_warmup_steps": suite.lr_warmup_steps}
     guidance = None
@@ -157,11 +164,14 @@ def _objective_kwargs(objective: str, suite: Suite) -> dict:
             sigma=suite.time_sigma,
             ratio_r_neq_t=suite.ratio_r_neq_t,
             ratio_r_zero=suite.ratio_r_zero,
+            r_mu=suite.time_r_mu,
+            r_sigma=suite.time_r_sigma,
         ),
         guidance=guidance,
         tangent=suite.tangent,
         target=suite.target,
         jvp_backend=suite.jvp_backend,
+        interval_warmup=round(suite.interval_warmup * steps),
     )
     return {**kw, "objective": mmf}
 
@@ -176,8 +186,9 @@ def _fit(data, objective: str, suite: Suite, steps: int, device: str, seed: int,
         seed=seed,
         progress=False,
         ema_decay=suite.ema_decay,
+        min_lr_ratio=suite.min_lr_ratio,
         **kw,
-        **_objective_kwargs(objective, suite),
+        **_objective_kwargs(objective, suite, steps),
     )
 
 

@@ -8,6 +8,10 @@ comparable). Shows whether one-step quality still improves, plateaus or drifts l
 Usage:
     python benchmarks/images_track.py --budget 600 --steps 12000 --out runs/images_track.json
     python benchmarks/images_track.py --set jvp_backend=auto --budget 600 --steps 8000
+    python benchmarks/images_track.py --ema 0.999 0.9995 --budget 240 --steps 6800
+
+``--ema`` keeps further weight averages of the same run (warmed up like the trainer's) and
+scores each at the same points, so one run compares averaging horizons.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import torch
 
 from meanflow_sci.tasks.images import digit_classifier, evaluate_images, load_digits
+from meanflow_sci.train import EMA
 
 try:
     from benchmarks.budget import TimeLimit
@@ -33,7 +38,9 @@ except ModuleNotFoundError:  # run as a script: python benchmarks/images_track.p
 class OneStepTracker:
     """Trainer callback: one-step FD of the EMA model every ``every`` steps (list in ``rows``)."""
 
-    def __init__(self, data, extractor, every: int, n: int = 1000, seed: int = 1) -> None:
+    def __init__(
+        self, data, extractor, every: int, n: int = 1000, seed: int = 1, ema: tuple = ()
+    ) -> None:
         gen = torch.Generator().manual_seed(seed)
         self.data, self.extractor, self.every = data, extractor, every
         self.labels = data.labels[torch.randint(0, len(data), (n,), generator=gen)]
@@ -41,30 +48,36 @@ class OneStepTracker:
         self.rows: list[dict] = []
         self.start = time.perf_counter()
         self._next = every
+        self.ema_decays = tuple(float(d) for d in ema)
+        self._emas: list[EMA] | None = None  # built from the trainer's model at the first call
+
+    def _one_step_fd(self, model) -> float:
+        n, dev = len(self.labels), next(model.parameters()).device
+        noise, labels = self.noise.to(dev), self.labels.to(dev)
+        with torch.no_grad():
+            # Digits are min-max normalised to [-1, 1] already, so the model's space is the data's.
+            u = model(noise, torch.zeros(n, device=dev), torch.ones(n, device=dev), labels)
+            x = (noise - u).clamp(-1, 1).float().cpu()
+        m = evaluate_images(self.data.images, x, extractor=self.extractor, fake_labels=self.labels)
+        return round(m.frechet_distance, 3)
 
     def __call__(self, trainer, record: dict) -> None:
+        if self._emas is None:
+            self._emas = [EMA(trainer.model, d) for d in self.ema_decays]
+        for ema in self._emas:
+            ema.update(trainer.model)
         if trainer.step < self._next:
             return
         self._next = trainer.step + self.every
-        model = trainer.ema.module
-        was_training = model.training
-        model.eval()
-        n = len(self.labels)
-        with torch.no_grad():
-            # Digits are min-max normalised to [-1, 1] already, so the model's space is the data's.
-            u = model(self.noise, torch.zeros(n), torch.ones(n), self.labels)
-            x = (self.noise - u).clamp(-1, 1)
-        model.train(was_training)
-        m = evaluate_images(self.data.images, x, extractor=self.extractor, fake_labels=self.labels)
-        self.rows.append(
-            {
-                "step": trainer.step,
-                "elapsed_s": round(time.perf_counter() - self.start, 1),
-                "fd_1step": round(m.frechet_distance, 3),
-                "mse": round(record["mse"], 5),
-                "lr": record["lr"],
-            }
-        )
+        row = {
+            "step": trainer.step,
+            "elapsed_s": round(time.perf_counter() - self.start, 1),
+            "fd_1step": self._one_step_fd(trainer.ema.module),
+        }
+        for decay, ema in zip(self.ema_decays, self._emas, strict=True):
+            row[f"fd_1step_ema{decay:g}"] = self._one_step_fd(ema.module)
+        row.update(mse=round(record["mse"], 5), lr=record["lr"])
+        self.rows.append(row)
 
 
 def run(
@@ -74,13 +87,15 @@ def run(
     every: int = 500,
     overrides: dict | None = None,
     seed: int = 0,
+    ema: tuple = (),
+    device: str = "cpu",
 ) -> list[dict]:
     """Train MMF for at most ``steps`` steps or ``budget_s`` seconds; the tracked rows."""
     cfg = replace(SUITES[suite], **(overrides or {}))
     data = load_digits(size=cfg.size)
-    tracker = OneStepTracker(data, digit_classifier(), every)
+    tracker = OneStepTracker(data, digit_classifier(), every, ema=ema)
     callbacks = (tracker, TimeLimit(budget_s))
-    _fit(data, "mmf", cfg, steps, "cpu", seed, log_every=5, callbacks=callbacks)
+    _fit(data, "mmf", cfg, steps, device, seed, log_every=5, callbacks=callbacks)
     return tracker.rows
 
 
@@ -90,13 +105,25 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=600.0, help="wall-clock limit in seconds")
     p.add_argument("--steps", type=int, default=12000, help="steps the LR schedule spans")
     p.add_argument("--every", type=int, default=500, help="steps between scores")
+    p.add_argument("--ema", type=float, nargs="*", default=[], help="further EMA decays to score")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     p.add_argument("--out", default=None, help="JSON file for the rows")
     a = p.parse_args()
     if a.threads is not None:
         torch.set_num_threads(a.threads)
-    rows = run(a.suite, a.budget, a.steps, a.every, parse_overrides(a.set))
+    rows = run(
+        a.suite,
+        a.budget,
+        a.steps,
+        a.every,
+        parse_overrides(a.set),
+        ema=tuple(a.ema),
+        device=a.device,
+        seed=a.seed,
+    )
     for r in rows:
         print(r)
     if a.out:

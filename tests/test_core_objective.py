@@ -420,3 +420,43 @@ def test_fd_backend_needs_lam_zero():
 def test_bad_tangent_raises():
     with pytest.raises(InputError, match="tangent"):
         ModularMeanFlow(tangent="marginal")
+
+
+class _RecordTimes(nn.Module):
+    """A linear map that records the (r, t) it is called with."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(dim, dim)
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, z, r, t, cond=None):
+        self.calls.append((r.detach().clone(), t.detach().clone()))
+        return self.lin(z) * (1 + t - r).unsqueeze(1)
+
+
+def test_interval_warmup_starts_as_flow_matching_and_ramps():
+    obj = ModularMeanFlow(time_sampler="uniform", ratio_r_neq_t=1.0, interval_warmup=100)
+    x = torch.randn(4000, 3)
+    shares = []
+    for step in (0, 50, 100, 500):
+        model = _RecordTimes(3)
+        torch.manual_seed(step)
+        obj(model, x, step=step)
+        r, t = model.calls[0]  # the loss's own forward; a JVP follows only when some r < t
+        shares.append((r < t).float().mean().item())
+        if step == 0:
+            assert len(model.calls) == 1  # pure flow matching: no time derivative computed
+    assert shares[0] == 0.0
+    assert abs(shares[1] - 0.5) < 0.03
+    assert shares[2] > 0.99 and shares[3] > 0.99
+    # Times passed in are used as given during the warm-up.
+    model = _RecordTimes(3)
+    obj(model, x[:4], step=0, t=torch.full((4,), 0.9), r=torch.full((4,), 0.2))
+    assert bool((model.calls[0][0] == 0.2).all())
+    again = objective_from_config(obj.config())
+    assert again.interval_warmup == 100
+    with pytest.raises(InputError, match="interval_warmup"):
+        ModularMeanFlow(interval_warmup=-1)
+    with pytest.raises(InputError, match="interval_warmup"):
+        ModularMeanFlow(interval_warmup=0.5)

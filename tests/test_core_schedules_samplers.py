@@ -84,6 +84,27 @@ def test_ratio_r_zero_stretches_intervals_to_the_data(cls):
         cls(ratio_r_zero=1.5)
 
 
+def test_logit_normal_separate_r_distribution():
+    gen = torch.Generator().manual_seed(0)
+    sampler = LogitNormalTimeSampler(mu=-0.6, sigma=1.6, r_mu=-4.0, ratio_r_neq_t=1.0)
+    ts = sampler(20000, generator=gen)
+    assert bool((ts.r <= ts.t).all())
+    # r = min(draw(-0.6), draw(-4.0)): its median lies below sigmoid(-4.0) ~ 0.018.
+    assert ts.r.median().item() < 0.02
+    same = LogitNormalTimeSampler(mu=-0.6, sigma=1.6)(20000, generator=torch.Generator())
+    assert ts.r.median().item() < 0.2 * same.r.median().item()
+    # Unset, the second draw is the first's distribution: seeds reproduce the old samples.
+    a = LogitNormalTimeSampler(mu=0.3, sigma=1.2)(64, generator=torch.Generator().manual_seed(2))
+    b = LogitNormalTimeSampler(mu=0.3, sigma=1.2, r_mu=0.3, r_sigma=1.2)(
+        64, generator=torch.Generator().manual_seed(2)
+    )
+    assert torch.equal(a.r, b.r) and torch.equal(a.t, b.t)
+    cfg = LogitNormalTimeSampler(r_mu=-4.0, r_sigma=1.6).config()
+    assert make_time_sampler(cfg) == LogitNormalTimeSampler(r_mu=-4.0, r_sigma=1.6)
+    with pytest.raises(InputError, match="r_sigma"):
+        LogitNormalTimeSampler(r_sigma=0.0)
+
+
 def test_logit_normal_median_and_registry():
     torch.manual_seed(0)
     ts = LogitNormalTimeSampler(mu=-0.4, sigma=1.0, ratio_r_neq_t=0.0)(50000)

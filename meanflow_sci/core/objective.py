@@ -267,6 +267,11 @@ class ModularMeanFlow(_Objective):
             average velocity of the marginal flow). The ``r = t`` samples keep the conditional
             target, i.e. flow matching, which trains the velocity the others use. Not combined
             with guidance trained into the target.
+        interval_warmup: optimizer steps over which the share of ``r != t`` samples rises
+            linearly from 0 to the time sampler's (0: off). Training starts as flow matching,
+            which learns the instantaneous velocity that the identity's targets for longer
+            intervals are built from, and the early steps skip the JVP. Applies to drawn times
+            only (not to ``t``/``r`` passed in).
 
     Example:
         >>> obj = ModularMeanFlow(lam="linear", lam_warmup=1000)
@@ -294,8 +299,14 @@ class ModularMeanFlow(_Objective):
         jvp_backend: str = "auto",
         tangent: str = "conditional",
         target: str = "conditional",
+        interval_warmup: int = 0,
     ) -> None:
         self.jvp_backend = check_choice("jvp_backend", jvp_backend, JVP_BACKENDS)
+        if isinstance(interval_warmup, bool) or not isinstance(interval_warmup, int):
+            raise InputError(
+                f"interval_warmup: expected a whole number of steps, got {interval_warmup!r}"
+            )
+        self.interval_warmup = int(check_range("interval_warmup", interval_warmup, 0, None))
         self.tangent = check_choice("tangent", tangent, TANGENTS)
         self.target = check_choice("target", target, TARGETS)
         if target == "model":
@@ -348,7 +359,11 @@ class ModularMeanFlow(_Objective):
     ) -> LossOutput:
         """Per-sample MMF loss for a data batch ``x`` of shape ``(B, ...)``."""
         lam = self.lam_at(step)
+        drawn = t is None
         z, v, t, r, cond_in = self._prepare(model, x, cond, t, r, noise)
+        if drawn and step < self.interval_warmup:
+            keep = torch.rand(r.shape, device=r.device) < step / self.interval_warmup
+            r = torch.where(keep, r, t)
         u = model(z, r, t, cond_in)
         tangent = self.tangent
         if self.target == "model":
@@ -470,6 +485,7 @@ class ModularMeanFlow(_Objective):
             "jvp_backend": self.jvp_backend,
             "tangent": self.tangent,
             "target": self.target,
+            "interval_warmup": self.interval_warmup,
         }
 
 
