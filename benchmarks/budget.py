@@ -7,9 +7,12 @@ the budget itself by :class:`TimeLimit`. Both are measured in the machine's own 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
+
+from meanflow_sci.train.trainer import get_lr
 
 # Step counts from a calibration get this margin and the time limit stops the run: on a shared
 # machine the calibration is noisy, and without the margin a run could end early (an FM run once
@@ -22,15 +25,30 @@ class TimeLimit:
 
     The clock starts when the callback is made (just before ``fit``); the trainer checks
     callbacks at its log steps, so the overshoot is at most ``log_every`` steps.
+
+    With ``lr_by_time`` the cosine decay after the warm-up follows the elapsed share of the
+    budget instead of the step count (through the trainer's ``lr_scale``, rollback halvings
+    kept), so every run ends its schedule at the budget however fast the machine ran; schedule
+    more steps than the budget can buy (e.g. ``3 * steps_for(...)``) and let the clock stop it.
     """
 
-    def __init__(self, budget_s: float) -> None:
+    def __init__(self, budget_s: float, lr_by_time: bool = False) -> None:
         self.budget_s = budget_s
+        self.lr_by_time = lr_by_time
         self.start = time.perf_counter()
 
     def __call__(self, trainer: Any, record: dict) -> None:
-        if time.perf_counter() - self.start >= self.budget_s:
+        elapsed = time.perf_counter() - self.start
+        if elapsed >= self.budget_s:
             trainer.should_stop = True
+        cfg = trainer.config
+        if self.lr_by_time and trainer.step >= cfg.lr_warmup_steps:
+            frac = min(1.0, elapsed / self.budget_s)
+            low = cfg.lr * cfg.min_lr_ratio
+            want = low + 0.5 * (1.0 + math.cos(math.pi * frac)) * (cfg.lr - low)
+            by_step = get_lr(trainer.step, cfg)
+            if by_step > 0:
+                trainer.lr_scale = 0.5**trainer.rollbacks * want / by_step
 
 
 def seconds_per_step(fit_steps: Callable[[int], Any], steps: int) -> float:

@@ -80,9 +80,10 @@ def _images_tables(result: dict) -> list[dict]:
     lat = result.get("sampling_latency_s")
     if isinstance(lat, dict):
         extra.update({f"latency {k}": v for k, v in lat.items()})
-    tgt = result.get("target")
-    if isinstance(tgt, dict):
-        extra.update({f"target {k}": v for k, v in tgt.items()})
+    for key in ("target", "target_heldout"):
+        tgt = result.get(key)
+        if isinstance(tgt, dict):
+            extra.update({f"{key.replace('_', ' ')} {k}": v for k, v in tgt.items()})
     if extra:
         tables.append(
             _rows_table("images_latency_target", "images", "Images: latency, target", [extra])
@@ -253,7 +254,7 @@ def _panels(record: dict, kind: str) -> list[tuple[str, str, str, dict[str, list
         s: dict[str, list] = {}
         for name, r in images["methods"].items():
             fd = r.get("frechet_distance")
-            if fd is None:
+            if fd is None or r.get("objective") == "data":  # the real-digit reference row
                 continue
             obj = str(r.get("objective", name)).upper()
             if kind == "nfe" and r.get("nfe") is not None:

@@ -203,3 +203,41 @@ def test_one_step_tracker_scores_the_ema_model_along_training():
     assert [r["step"] for r in rows] == [5, 10]
     assert all(math.isfinite(r["fd_1step"]) and r["fd_1step"] > 0 for r in rows)
     assert rows[0]["fd_1step"] != rows[1]["fd_1step"]  # the EMA model moved between scores
+
+
+def test_images_heldout_scores():
+    from benchmarks.images import _heldout_scores
+    from meanflow_sci.tasks.images import digit_classifier, load_digits
+
+    train, held = load_digits(split="train"), load_digits(split="test")
+    ex = digit_classifier()
+    copies = _heldout_scores(train, held, train.images[:300], train.labels[:300], ex)
+    new = _heldout_scores(train, held, held.images, held.labels, ex)
+    assert copies["nn_train"] == 0.0 and new["nn_train"] == 1.0
+    assert copies["fd_heldout"] > new["fd_heldout"] >= 0.0
+    noisy = (train.images[:300] + 0.3 * torch.randn(300, 1, 8, 8)).clamp(-1, 1)
+    far = _heldout_scores(train, held, noisy, train.labels[:300], ex)
+    assert far["nn_train"] > 0.3 and far["fd_heldout"] > copies["fd_heldout"]
+
+
+def test_time_limit_schedules_the_lr_by_the_clock():
+    from types import SimpleNamespace
+
+    from benchmarks.budget import TimeLimit
+    from meanflow_sci.train import TrainConfig, get_lr
+
+    cfg = TrainConfig(max_steps=1000, lr=1e-3, lr_warmup_steps=10, min_lr_ratio=0.1)
+    trainer = SimpleNamespace(config=cfg, step=100, lr_scale=1.0, rollbacks=0, should_stop=False)
+    limit = TimeLimit(10.0, lr_by_time=True)
+    limit.start -= 5.0  # half the budget gone: the cosine is at its midpoint
+    limit(trainer, {})
+    lr = get_lr(trainer.step, cfg) * trainer.lr_scale
+    assert lr == pytest.approx(1e-4 + 0.5 * (1e-3 - 1e-4), rel=1e-3)
+    assert not trainer.should_stop
+    trainer.rollbacks = 1  # a rollback's halving is kept
+    limit(trainer, {})
+    assert get_lr(trainer.step, cfg) * trainer.lr_scale == pytest.approx(lr / 2, rel=1e-3)
+    limit.start -= 6.0
+    limit(trainer, {})
+    assert trainer.should_stop
+    assert get_lr(trainer.step, cfg) * trainer.lr_scale == pytest.approx(1e-4 / 2, rel=1e-3)
