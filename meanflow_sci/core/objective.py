@@ -24,7 +24,14 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch.func import jvp
 
-from ..errors import InputError, check_batch_match, check_choice, check_finite, check_range
+from ..errors import (
+    InputError,
+    check_batch_match,
+    check_choice,
+    check_finite,
+    check_positive_int,
+    check_range,
+)
 from .paths import expand_time, linear_path
 from .schedules import make_schedule
 from .time_samplers import TimeSample, make_time_sampler
@@ -302,11 +309,7 @@ class ModularMeanFlow(_Objective):
         interval_warmup: int = 0,
     ) -> None:
         self.jvp_backend = check_choice("jvp_backend", jvp_backend, JVP_BACKENDS)
-        if isinstance(interval_warmup, bool) or not isinstance(interval_warmup, int):
-            raise InputError(
-                f"interval_warmup: expected a whole number of steps, got {interval_warmup!r}"
-            )
-        self.interval_warmup = int(check_range("interval_warmup", interval_warmup, 0, None))
+        self.interval_warmup = check_positive_int("interval_warmup", interval_warmup, minimum=0)
         self.tangent = check_choice("tangent", tangent, TANGENTS)
         self.target = check_choice("target", target, TARGETS)
         if target == "model":
