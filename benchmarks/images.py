@@ -297,44 +297,37 @@ def run(
         f"FM {cfg.fm_steps}-step": ("fm", cfg.fm_steps),
     }
     rows, samples = {}, {}
+
+    def scores(x: torch.Tensor, lab: torch.Tensor) -> dict:
+        m = evaluate_images(data.images, x, extractor=extractor, fake_labels=lab)
+        out = {
+            key: (round(v, 4) if isinstance(v, float) else v)
+            for key, v in m.to_dict().items()
+            if key not in ("extractor", "extractor_accuracy")
+        }
+        if heldout is not None:
+            out.update(_heldout_scores(data, heldout, x, lab, extractor))
+        return out
+
     for name, (obj, k) in methods.items():
         x = sample_images(models[obj], labels=labels, steps=k, seed=seed + 2)
         samples[name] = x
-        m = evaluate_images(data.images, x, extractor=extractor, fake_labels=labels)
-        extra = {}
-        if heldout is not None:
-            extra = _heldout_scores(data, heldout, x, labels, extractor)
         rows[name] = {
             "objective": obj,
             "nfe": k,
             "train_steps": steps[obj],
             "train_time_s": round(models[obj].train_time_s, 2),
-            **{
-                key: (round(v, 4) if isinstance(v, float) else v)
-                for key, v in m.to_dict().items()
-                if key not in ("extractor", "extractor_accuracy")
-            },
-            **extra,
+            **scores(x, labels),
         }
-    if heldout is not None:  # real digits not trained on: what a generator of new digits scores
+    if heldout is not None:  # training digits scored like samples: a generator of real digits
         pick = torch.randperm(len(data), generator=gen)[:n_eval]
-        real_new = data.images[pick]
-        m = evaluate_images(
-            data.images, real_new, extractor=extractor, fake_labels=data.labels[pick]
-        )
         rows["real (training digits)"] = {
             "objective": "data",
             "nfe": 0,
             "train_steps": 0,
             "train_time_s": 0.0,
-            **{
-                key: (round(v, 4) if isinstance(v, float) else v)
-                for key, v in m.to_dict().items()
-                if key not in ("extractor", "extractor_accuracy")
-            },
-            **_heldout_scores(data, heldout, real_new, data.labels[pick], extractor),
+            **scores(data.images[pick], data.labels[pick]),
         }
-        rows["real (training digits)"]["nn_train"] = 0.0
 
     # Latency of the sampler alone on one batch: 1 step vs many steps, same MMF network.
     n_lat = 256
