@@ -19,6 +19,7 @@ from meanflow_sci.train import (
     resolve_device,
 )
 from meanflow_sci.train.checkpoint import list_checkpoints
+from meanflow_sci.train.trainer import _make_optimizer
 
 torch.set_num_threads(1)
 
@@ -87,6 +88,8 @@ def _cfg(**kw):
         ("lr", -1.0),
         ("min_lr_ratio", 1.5),
         ("grad_clip", -1.0),
+        ("betas", (0.9, 1.0)),
+        ("betas", 0.9),
         ("ema_decay", 1.0),
         ("precision", "fp16"),
         ("device", "gpu7"),
@@ -102,8 +105,9 @@ def test_config_rejects_bad_values_naming_the_field(field, value):
 
 
 def test_config_round_trips_through_json():
-    cfg = _cfg(seed=3)
+    cfg = _cfg(seed=3, betas=(0.9, 0.95))
     assert TrainConfig(**json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert _make_optimizer(torch.nn.Linear(2, 2), cfg).defaults["betas"] == (0.9, 0.95)
 
 
 def test_lr_warms_up_linearly_then_decays_to_min_ratio():

@@ -32,6 +32,7 @@ from ..errors import (
     check_positive_int,
     check_range,
 )
+from .coupling import check_coupling, ot_pair_noise
 from .paths import expand_time, linear_path
 from .schedules import make_schedule
 from .time_samplers import TimeSample, make_time_sampler
@@ -167,8 +168,10 @@ class _Objective:
         adaptive_c: float = 1e-3,
         guidance: Guidance | dict | None = None,
         check_inputs: bool = True,
+        coupling: str = "independent",
         **sampler_kwargs: Any,
     ) -> None:
+        self.coupling = check_coupling(coupling)
         self.time_sampler = make_time_sampler(time_sampler, **sampler_kwargs)
         self.adaptive_p = check_range("adaptive_p", adaptive_p, 0.0, None)
         self.adaptive_c = check_range("adaptive_c", adaptive_c, 1e-12, None)
@@ -199,6 +202,8 @@ class _Objective:
             r = t if r is None else r
         if noise is None:
             noise = torch.randn_like(x)
+            if self.coupling == "ot":
+                noise = ot_pair_noise(x, noise, cond)
         path = linear_path(x, noise, t)
         cond_in, v = self._guide(model, path.z, t, path.v, cond)
         return path.z, v, t, r, cond_in
@@ -236,6 +241,7 @@ class _Objective:
             "adaptive_p": self.adaptive_p,
             "adaptive_c": self.adaptive_c,
             "guidance": None if self.guidance is None else asdict(self.guidance),
+            "coupling": self.coupling,
         }
 
 
@@ -307,6 +313,7 @@ class ModularMeanFlow(_Objective):
         tangent: str = "conditional",
         target: str = "conditional",
         interval_warmup: int = 0,
+        coupling: str = "independent",
     ) -> None:
         self.jvp_backend = check_choice("jvp_backend", jvp_backend, JVP_BACKENDS)
         self.interval_warmup = check_positive_int("interval_warmup", interval_warmup, minimum=0)
@@ -326,6 +333,7 @@ class ModularMeanFlow(_Objective):
             adaptive_c=adaptive_c,
             guidance=guidance,
             check_inputs=check_inputs,
+            coupling=coupling,
             **sk,
         )
         g = self.guidance
@@ -520,6 +528,7 @@ class FlowMatching(_Objective):
         adaptive_c: float = 1e-3,
         guidance: Guidance | dict | None = None,
         check_inputs: bool = True,
+        coupling: str = "independent",
     ) -> None:
         super().__init__(
             time_sampler=time_sampler,
@@ -527,6 +536,7 @@ class FlowMatching(_Objective):
             adaptive_c=adaptive_c,
             guidance=guidance,
             check_inputs=check_inputs,
+            coupling=coupling,
         )
 
     def __call__(self, model, x, cond=None, *, step=0, t=None, r=None, noise=None) -> LossOutput:

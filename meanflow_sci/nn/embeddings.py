@@ -46,7 +46,9 @@ class SinusoidalEmbedding(nn.Module):
         scale: Multiplies the input first (times live in ``[0, 1]``). The trainer differentiates
             the network in ``t`` (the MeanFlow JVP), and high frequencies make ``du/dt`` large
             and noisy: on a 2-D ring toy (1500 steps, two seeds) scale 1 or 10 put 80-93 % of
-            one-step samples near a mode against 75-78 % for the diffusion habit of 1000.
+            one-step samples near a mode against 75-78 % for the diffusion habit of 1000; on
+            the 8x8 digits (3000 MMF steps) scale 10 and 100 gave one-step Fréchet distances of
+            36.7 and 68.8 against 30.9 for 1.
         max_period: Longest period of the features.
 
     Shapes:

@@ -84,6 +84,7 @@ class TrainConfig:
         batch_size: GLOBAL batch size (split evenly over ranks under ``torchrun``).
         lr: peak learning rate of AdamW.
         weight_decay: AdamW decoupled weight decay, applied to weights with >= 2 dims only.
+        betas: AdamW's ``(beta1, beta2)``; MeanFlow trains with ``(0.9, 0.95)``.
         lr_warmup_steps: linear warm-up length; a cosine decay to ``lr * min_lr_ratio`` follows.
         min_lr_ratio: final LR as a fraction of ``lr``.
         grad_clip: max global gradient norm (0 disables clipping; the norm is still logged).
@@ -104,6 +105,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
     lr_warmup_steps: int = 100
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
@@ -125,6 +127,17 @@ class TrainConfig:
         if check_range("lr", self.lr, 0.0) == 0.0:
             raise InputError("lr: expected a positive number, got 0")
         check_range("weight_decay", self.weight_decay, 0.0)
+        betas = self.betas
+        if (
+            not isinstance(betas, (tuple, list))
+            or len(betas) != 2
+            or not all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0
+                for b in betas
+            )
+        ):
+            raise InputError(f"betas: expected two numbers in [0, 1), got {betas!r}")
+        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
         check_positive_int("lr_warmup_steps", self.lr_warmup_steps, minimum=0)
         check_range("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
         check_range("grad_clip", self.grad_clip, 0.0)
@@ -240,7 +253,7 @@ def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.lr)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
 
 
 def _all_finite(module: nn.Module) -> bool:
