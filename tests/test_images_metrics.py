@@ -135,3 +135,15 @@ def test_grids_write_pngs(tmp_path):
     path = save_panels({"a": imgs, "b": imgs[:2]}, tmp_path / "p.png")
     with Image.open(path) as im:
         assert im.mode == "RGB" and im.size[0] > 2 * 13
+
+
+def test_fd_mean_term_separates_a_shift_from_missing_variety(tiny):
+    real = load_digits().images[:400]
+    # A brighter copy of every image: the feature means move, so the mean term carries the
+    # distance. A copy of one quarter of the set, repeated: the mean stays near, variety is lost.
+    shifted = evaluate_images(real, (real + 0.4).clamp(-1, 1), extractor=tiny)
+    narrow = evaluate_images(real, real[:100].repeat(4, 1, 1, 1), extractor=tiny)
+    assert shifted.fd_mean_term <= shifted.frechet_distance + 1e-9
+    assert shifted.fd_mean_term > 0.5 * shifted.frechet_distance
+    assert narrow.fd_mean_term < 0.5 * narrow.frechet_distance
+    assert evaluate_images(real, real, extractor=tiny).fd_mean_term < 1e-9

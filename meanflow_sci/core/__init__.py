@@ -3,6 +3,7 @@
 This package imports neither ``meanflow_sci.nn`` nor ``meanflow_sci.train``.
 """
 
+from .coupling import COUPLINGS, ot_pair_noise
 from .objective import (
     OBJECTIVES,
     FlowMatching,
@@ -34,6 +35,7 @@ from .time_samplers import (
 )
 
 __all__ = [
+    "COUPLINGS",
     "OBJECTIVES",
     "SAMPLING_MODES",
     "SCHEDULES",
@@ -58,6 +60,7 @@ __all__ = [
     "make_time_sampler",
     "null_cond",
     "objective_from_config",
+    "ot_pair_noise",
     "sample",
     "sg_lambda",
     "uniform_time_grid",
