@@ -17,6 +17,7 @@ Target: Fréchet distance of 1-step MMF <= 1.3x that of 50-step flow matching.
 Usage:
     python benchmarks/images.py                 # standard suite, writes runs/bench_images/
     python benchmarks/images.py --suite quick   # the benchmark suite's share (about 4 minutes)
+    python benchmarks/images.py --set budget_s=600   # ten minutes per method
     python benchmarks/images.py --suite smoke   # seconds, checks the plumbing
     python -c "from benchmarks.images import run; print(run('smoke'))"  # from the repo root
 """
