@@ -325,6 +325,8 @@ def run(
     }
     rows, samples = {}, {}
 
+    nn_ref = None if heldout is None else _nn_median(data, heldout.images, heldout.labels)
+
     def scores(x: torch.Tensor, lab: torch.Tensor) -> dict:
         m = evaluate_images(data.images, x, extractor=extractor, fake_labels=lab)
         out = {
@@ -333,7 +335,7 @@ def run(
             if key not in ("extractor", "extractor_accuracy")
         }
         if heldout is not None:
-            out.update(_heldout_scores(data, heldout, x, lab, extractor))
+            out.update(_heldout_scores(data, heldout, x, lab, extractor, nn_ref))
         return out
 
     for name, (obj, k) in methods.items():
@@ -435,27 +437,27 @@ def run(
     return result
 
 
-def _heldout_scores(train, heldout, x, labels, extractor) -> dict:
+def _nn_median(train, imgs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Median pixel distance from each image to its nearest training digit of the same class."""
+    d = []
+    for c in range(train.num_classes):
+        a, b = imgs[labels == c].flatten(1), train.images[train.labels == c].flatten(1)
+        if len(a):
+            d.append(torch.cdist(a, b).min(1).values)
+    return torch.cat(d).median().item()
+
+
+def _heldout_scores(train, heldout, x, labels, extractor, nn_ref: float) -> dict:
     """FD of ``x`` against held-out digits and its closeness to the training digits.
 
-    ``nn_train``: median pixel distance from each image to its nearest training digit of the same
-    class, divided by the same median for the held-out digits (1: as far from the training set
-    as new real digits; near 0: copies of training digits).
+    ``nn_train``: :func:`_nn_median` of ``x`` divided by ``nn_ref``, the same median for the
+    held-out digits (1: as far from the training set as new real digits; near 0: copies of
+    training digits).
     """
     m = evaluate_images(heldout.images, x, extractor=extractor)
-
-    def nn_median(imgs, lab):
-        d = []
-        for c in range(train.num_classes):
-            a, b = imgs[lab == c].flatten(1), train.images[train.labels == c].flatten(1)
-            if len(a):
-                d.append(torch.cdist(a, b).min(1).values)
-        return torch.cat(d).median().item()
-
-    ref = nn_median(heldout.images, heldout.labels)
     return {
         "fd_heldout": round(m.frechet_distance, 4),
-        "nn_train": round(nn_median(x, labels) / ref, 4),
+        "nn_train": round(_nn_median(train, x, labels) / nn_ref, 4),
     }
 
 

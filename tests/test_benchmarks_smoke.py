@@ -206,17 +206,18 @@ def test_one_step_tracker_scores_the_ema_model_along_training():
 
 
 def test_images_heldout_scores():
-    from benchmarks.images import _heldout_scores
+    from benchmarks.images import _heldout_scores, _nn_median
     from meanflow_sci.tasks.images import digit_classifier, load_digits
 
     train, held = load_digits(split="train"), load_digits(split="test")
     ex = digit_classifier()
-    copies = _heldout_scores(train, held, train.images[:300], train.labels[:300], ex)
-    new = _heldout_scores(train, held, held.images, held.labels, ex)
+    ref = _nn_median(train, held.images, held.labels)
+    copies = _heldout_scores(train, held, train.images[:300], train.labels[:300], ex, ref)
+    new = _heldout_scores(train, held, held.images, held.labels, ex, ref)
     assert copies["nn_train"] == 0.0 and new["nn_train"] == 1.0
     assert copies["fd_heldout"] > new["fd_heldout"] >= 0.0
     noisy = (train.images[:300] + 0.3 * torch.randn(300, 1, 8, 8)).clamp(-1, 1)
-    far = _heldout_scores(train, held, noisy, train.labels[:300], ex)
+    far = _heldout_scores(train, held, noisy, train.labels[:300], ex, ref)
     assert far["nn_train"] > 0.3 and far["fd_heldout"] > copies["fd_heldout"]
 
 
