@@ -136,6 +136,12 @@ class Suite:
     # straighten the flow.
     coupling: str = "independent"
     fm_coupling: str = "independent"
+    # Velocity target, per objective: "conditional" (eps - x) or "stf" (the stable target field:
+    # the marginal velocity estimated over the batch and a bank of recent batches, within each
+    # class; meanflow_sci.core.target_field), and the reference size.
+    target_field: str = "conditional"
+    fm_target_field: str = "conditional"
+    reference_size: int = 1024
     # Optimizer, both objectives: the global gradient-norm clip (0: none) and AdamW's beta2.
     # Gradient norms run at 5-100, so the clip of 1 acts on every step; at 3000 fixed MMF steps
     # no clip gave one-step FD 36.8 against 30.9, beta2 0.95 30.4 and 0.99 32.4 (0.999: 30.9).
@@ -191,13 +197,17 @@ def _objective_kwargs(objective: str, suite: Suite) -> dict:
     guidance = None
     if suite.omega != 1.0:
         guidance = {"omega": suite.omega, "kappa": 0.0, "drop_prob": 0.1}
-    if objective == "fm" and (suite.fm_adaptive_p or suite.fm_coupling != "independent"):
+    if objective == "fm":
         fm = FlowMatching(
-            adaptive_p=suite.fm_adaptive_p, guidance=guidance, coupling=suite.fm_coupling
+            adaptive_p=suite.fm_adaptive_p,
+            guidance=guidance,
+            coupling=suite.fm_coupling,
+            target_field=suite.fm_target_field,
+            reference_size=suite.reference_size,
         )
         return {**kw, "objective": fm}
     if objective != "mmf":
-        return {**kw, "objective": objective, "guidance": guidance}
+        raise ValueError(f"objective: expected 'mmf' or 'fm', got {objective!r}")
     mmf = ModularMeanFlow(
         lam=suite.lam,
         adaptive_p=suite.adaptive_p,
@@ -214,6 +224,8 @@ def _objective_kwargs(objective: str, suite: Suite) -> dict:
         target=suite.target,
         jvp_backend=suite.jvp_backend,
         coupling=suite.coupling,
+        target_field=suite.target_field,
+        reference_size=suite.reference_size,
     )
     return {**kw, "objective": mmf}
 

@@ -26,6 +26,7 @@ from .schedules import (
     StepWarmup,
     make_schedule,
 )
+from .target_field import TARGET_FIELDS, ReferenceBank, stable_target
 from .time_samplers import (
     TIME_SAMPLERS,
     LogitNormalTimeSampler,
@@ -36,6 +37,8 @@ from .time_samplers import (
 
 __all__ = [
     "COUPLINGS",
+    "TARGET_FIELDS",
+    "ReferenceBank",
     "OBJECTIVES",
     "SAMPLING_MODES",
     "SCHEDULES",
@@ -61,6 +64,7 @@ __all__ = [
     "null_cond",
     "objective_from_config",
     "ot_pair_noise",
+    "stable_target",
     "sample",
     "sg_lambda",
     "uniform_time_grid",

@@ -35,6 +35,7 @@ from ..errors import (
 from .coupling import check_coupling, ot_pair_noise
 from .paths import expand_time, linear_path
 from .schedules import make_schedule
+from .target_field import ReferenceBank, check_target_field, stable_target
 from .time_samplers import TimeSample, make_time_sampler
 
 __all__ = [
@@ -169,9 +170,13 @@ class _Objective:
         guidance: Guidance | dict | None = None,
         check_inputs: bool = True,
         coupling: str = "independent",
+        target_field: str = "conditional",
+        reference_size: int = 1024,
         **sampler_kwargs: Any,
     ) -> None:
         self.coupling = check_coupling(coupling)
+        self.target_field = check_target_field(target_field)
+        self.bank = ReferenceBank(reference_size)
         self.time_sampler = make_time_sampler(time_sampler, **sampler_kwargs)
         self.adaptive_p = check_range("adaptive_p", adaptive_p, 0.0, None)
         self.adaptive_c = check_range("adaptive_c", adaptive_c, 1e-12, None)
@@ -205,21 +210,29 @@ class _Objective:
             if self.coupling == "ot":
                 noise = ot_pair_noise(x, noise, cond)
         path = linear_path(x, noise, t)
-        cond_in, v = self._guide(model, path.z, t, path.v, cond)
+        cond_in, v = self._guide(model, path.z, t, path.v, cond, x)
         return path.z, v, t, r, cond_in
 
-    def _guide(self, model, z, t, v, cond):
+    def _guide(self, model, z, t, v, cond, x):
         g = self.guidance
+        keep = None
+        cond_in = cond
+        if g is not None and cond is not None:
+            keep = torch.rand(z.shape[0], device=z.device) >= g.drop_prob
+            keep_c = keep.reshape(-1, *([1] * (cond.ndim - 1)))
+            cond_in = torch.where(keep_c, cond, null_cond(cond))
+        if self.target_field == "stf":
+            bank = self.bank
+            v = stable_target(z, t, x, v, cond, ref_x=bank.x, ref_cond=bank.cond, use_cond=keep).to(
+                v.dtype
+            )
+            bank.push(x, cond)
         if g is None or cond is None:
-            return cond, v
-        null = null_cond(cond)
-        keep = torch.rand(z.shape[0], device=z.device) >= g.drop_prob
-        keep_c = keep.reshape(-1, *([1] * (cond.ndim - 1)))
-        cond_in = torch.where(keep_c, cond, null)
+            return cond_in, v
         if g.omega == 1.0 and g.kappa == 0.0:
             return cond_in, v
         with torch.no_grad():
-            u_null = _acc(model(z, t, t, null))
+            u_null = _acc(model(z, t, t, null_cond(cond)))
             mix = g.omega * v + (1.0 - g.omega - g.kappa) * u_null
             if g.kappa:
                 mix = mix + g.kappa * _acc(model(z, t, t, cond))
@@ -242,6 +255,8 @@ class _Objective:
             "adaptive_c": self.adaptive_c,
             "guidance": None if self.guidance is None else asdict(self.guidance),
             "coupling": self.coupling,
+            "target_field": self.target_field,
+            "reference_size": self.bank.size,
         }
 
 
@@ -285,6 +300,13 @@ class ModularMeanFlow(_Objective):
             which learns the instantaneous velocity that the identity's targets for longer
             intervals are built from, and the early steps skip the JVP. Applies to drawn times
             only (not to ``t``/``r`` passed in).
+        coupling: ``"independent"`` or ``"ot"`` pairing of drawn noise with the batch's data
+            (:mod:`meanflow_sci.core.coupling`).
+        target_field: ``"conditional"`` (``v = eps - x``) or ``"stf"``: the stable target
+            field, a self-normalised estimate of the marginal velocity over the batch and a bank
+            of recent batches (within each class), used as ``v`` in the target and, with the
+            conditional tangent, as the JVP direction (:mod:`meanflow_sci.core.target_field`).
+        reference_size: samples the ``"stf"`` bank keeps.
 
     Example:
         >>> obj = ModularMeanFlow(lam="linear", lam_warmup=1000)
@@ -314,6 +336,8 @@ class ModularMeanFlow(_Objective):
         target: str = "conditional",
         interval_warmup: int = 0,
         coupling: str = "independent",
+        target_field: str = "conditional",
+        reference_size: int = 1024,
     ) -> None:
         self.jvp_backend = check_choice("jvp_backend", jvp_backend, JVP_BACKENDS)
         self.interval_warmup = check_positive_int("interval_warmup", interval_warmup, minimum=0)
@@ -334,6 +358,8 @@ class ModularMeanFlow(_Objective):
             guidance=guidance,
             check_inputs=check_inputs,
             coupling=coupling,
+            target_field=target_field,
+            reference_size=reference_size,
             **sk,
         )
         g = self.guidance
@@ -514,7 +540,9 @@ class FlowMatching(_Objective):
     """Flow matching on the same path: ``r = t`` for every sample, target ``v``.
 
     The network is still called as ``u(z, r=t, t)``, so a flow-matching model is sampled with
-    Euler steps of the instantaneous velocity (``sampling_mode = "flow"``).
+    Euler steps of the instantaneous velocity (``sampling_mode = "flow"``). The keyword arguments
+    are :class:`ModularMeanFlow`'s that apply without intervals (``time_sampler`` defaults to
+    uniform here).
     """
 
     name = "fm"
@@ -529,6 +557,8 @@ class FlowMatching(_Objective):
         guidance: Guidance | dict | None = None,
         check_inputs: bool = True,
         coupling: str = "independent",
+        target_field: str = "conditional",
+        reference_size: int = 1024,
     ) -> None:
         super().__init__(
             time_sampler=time_sampler,
@@ -537,6 +567,8 @@ class FlowMatching(_Objective):
             guidance=guidance,
             check_inputs=check_inputs,
             coupling=coupling,
+            target_field=target_field,
+            reference_size=reference_size,
         )
 
     def __call__(self, model, x, cond=None, *, step=0, t=None, r=None, noise=None) -> LossOutput:
