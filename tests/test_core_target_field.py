@@ -148,3 +148,70 @@ def test_guidance_dropped_rows_train_on_the_unconditional_field():
 
     out = obj(model, torch.randn(32, 3), torch.randint(0, 3, (32,)))
     assert torch.isfinite(out.loss).all() and out.loss.shape == (32,)
+
+
+def test_fit_takes_the_target_field_and_checks_it_up_front():
+    import meanflow_sci as mfs
+
+    x = torch.randn(64, 3)
+    fitted = mfs.fit(
+        x,
+        cond=torch.randint(0, 2, (64,)),
+        target_field="stf",
+        max_steps=3,
+        batch_size=16,
+        progress=False,
+        backbone_kwargs={"hidden": 16},
+    )
+    assert fitted.objective_config["target_field"] == "stf"
+    for kwargs, match in (
+        ({"target_field": "marginal"}, "target_field"),
+        ({"target_field": "stf", "objective": "regression"}, "regression"),
+        ({"target_field": "stf", "objective": ModularMeanFlow()}, "instance"),
+        ({"target_field": "stf", "cond": torch.randn(64, 2)}, "float condition"),
+    ):
+        with pytest.raises(InputError, match=match):
+            mfs.fit(x, max_steps=2, progress=False, **kwargs)
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(5, 3)
+
+    def forward(self, z, r, t, cond=None):
+        return self.lin(torch.cat([z, r[:, None], t[:, None]], dim=1))
+
+
+def test_validation_scores_the_conditional_target_and_keeps_the_bank():
+    from meanflow_sci.train import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    obj = FlowMatching(target_field="stf", reference_size=32)
+    data, val = torch.randn(64, 3), torch.full((16, 3), 7.0)
+    config = TrainConfig(max_steps=2, batch_size=16, progress=False)
+    trainer = Trainer(_Net(), obj, data, config=config, val_data=val)
+    trainer.train()
+    before = obj.bank.x.clone()
+    assert len(obj.bank) == 32
+    first = trainer.evaluate()
+    assert torch.equal(obj.bank.x, before)  # validation data never enter the bank
+    assert trainer.evaluate() == first
+    # Inside evaluating() the loss is the conditional-target one.
+    model, noise, t = trainer.model, torch.randn(16, 3), torch.full((16,), 0.7)
+    with obj.evaluating():
+        a = obj(model, val, noise=noise, t=t).loss
+    assert torch.equal(a, FlowMatching()(model, val, noise=noise, t=t).loss)
+    assert not torch.equal(obj(model, val, noise=noise, t=t).loss, a)
+
+
+def test_it_is_computed_in_float32_under_autocast():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 1, 8, 8, generator=g)
+    eps = torch.randn(x.shape, generator=g)
+    t = torch.rand(64, generator=g) * 0.9 + 0.05
+    z = (1 - t[:, None, None, None]) * x + t[:, None, None, None] * eps
+    plain = stable_target(z, t, x, eps - x)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        auto = stable_target(z, t, x, eps - x)
+    assert auto.dtype == torch.float32 and torch.allclose(auto, plain, atol=1e-5)

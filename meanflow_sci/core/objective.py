@@ -16,7 +16,7 @@ unreduced per-sample values and the trainer reduces them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -177,6 +177,7 @@ class _Objective:
         self.coupling = check_coupling(coupling)
         self.target_field = check_target_field(target_field)
         self.bank = ReferenceBank(reference_size)
+        self._evaluating = False
         self.time_sampler = make_time_sampler(time_sampler, **sampler_kwargs)
         self.adaptive_p = check_range("adaptive_p", adaptive_p, 0.0, None)
         self.adaptive_c = check_range("adaptive_c", adaptive_c, 1e-12, None)
@@ -186,6 +187,19 @@ class _Objective:
             raise InputError(f"guidance: expected a Guidance, a dict or None, got {guidance!r}")
         self.guidance = guidance
         self.check_inputs = check_inputs
+
+    @contextmanager
+    def evaluating(self):
+        """Within it, score against the conditional target and leave the reference bank alone.
+
+        Validation losses then depend on the model alone (not on the bank's recent batches),
+        and validation data never enter the bank. The expectation of the loss is unchanged.
+        """
+        before, self._evaluating = self._evaluating, True
+        try:
+            yield self
+        finally:
+            self._evaluating = before
 
     # -- pieces -------------------------------------------------------------------------------
     def _prepare(self, model, x, cond, t, r, noise) -> tuple:
@@ -221,7 +235,7 @@ class _Objective:
             keep = torch.rand(z.shape[0], device=z.device) >= g.drop_prob
             keep_c = keep.reshape(-1, *([1] * (cond.ndim - 1)))
             cond_in = torch.where(keep_c, cond, null_cond(cond))
-        if self.target_field == "stf":
+        if self.target_field == "stf" and not self._evaluating:
             bank = self.bank
             v = stable_target(z, t, x, v, cond, ref_x=bank.x, ref_cond=bank.cond, use_cond=keep).to(
                 v.dtype

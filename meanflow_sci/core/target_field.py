@@ -101,7 +101,10 @@ def stable_target(
             "target_field: 'stf' needs no condition or integer class labels of shape (B,), got a "
             f"{tuple(cond.shape)} {cond.dtype} condition; use target_field='conditional'"
         )
-    with torch.no_grad():
+    # float32 throughout, also under autocast: the logits scale as 1 / t², so bf16 distances
+    # would move the weights.
+    no_autocast = torch.autocast(device_type=z.device.type, enabled=False)
+    with torch.no_grad(), no_autocast:
         zf = z.detach().flatten(1).float()
         xs = x.detach().flatten(1).float()
         cs = cond

@@ -565,7 +565,8 @@ class Trainer:
         devices = [self.device] if self.device.type == "cuda" else []
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 2)
         total, count = 0.0, 0
-        with torch.random.fork_rng(devices=devices):
+        evaluating = getattr(self.objective, "evaluating", contextlib.nullcontext)
+        with torch.random.fork_rng(devices=devices), evaluating():
             torch.manual_seed(self.config.seed + 3)
             for start in range(0, self.val_data.shape[0], self.config.batch_size):
                 x = self.val_data[start : start + self.config.batch_size]
