@@ -45,9 +45,10 @@ from meanflow_sci.tasks.images import (
 # Per-dataset defaults. Digits: tuned for short CPU runs (benchmarks/images.py: a short warm-up
 # and a large step size for both objectives; for MMF the adaptive weight with p = 0.5, half the
 # batch with r != t, du/dt by a finite difference, which makes an MMF step about as cheap as a
-# flow-matching step on a CPU, and the stable target field as its velocity target). CIFAR-10 follows MeanFlow's CIFAR-10 recipe where it is known
-# (time sampler, 75 % of the batch with r != t, adaptive weight p = 0.75, flips); the network is
-# a narrower DDPM-style UNet than the paper's, and the step count is a starting point.
+# flow-matching step on a CPU, and the stable target field as its velocity target). CIFAR-10
+# follows MeanFlow's CIFAR-10 recipe where it is known (time sampler, 75 % of the batch with
+# r != t, adaptive weight p = 0.75, flips); the network is a narrower DDPM-style UNet than the
+# paper's, and the step count is a starting point.
 RECIPES = {
     "digits": dict(
         steps=800, batch_size=64, lr=4e-3, warmup=20, base=16, hflip=False, ema=0.995,
