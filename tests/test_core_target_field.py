@@ -215,3 +215,15 @@ def test_it_is_computed_in_float32_under_autocast():
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         auto = stable_target(z, t, x, eps - x)
     assert auto.dtype == torch.float32 and torch.allclose(auto, plain, atol=1e-5)
+
+
+def test_a_reference_of_another_kind_is_not_used_and_the_bank_starts_again():
+    obj = FlowMatching(target_field="stf", reference_size=64)
+    model = _Net()
+    x = torch.randn(16, 3)
+    obj(model, x)  # unconditional batches fill the bank
+    assert obj.bank.cond is None
+    out = obj(model, x, torch.randint(0, 2, (16,)))  # then labelled ones
+    assert torch.isfinite(out.loss).all() and obj.bank.cond is not None and len(obj.bank) == 16
+    with pytest.raises(InputError, match="ref_cond"):
+        stable_target(x, torch.full((16,), 0.5), x, x, torch.zeros(16, dtype=torch.long), ref_x=x)

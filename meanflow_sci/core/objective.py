@@ -237,9 +237,9 @@ class _Objective:
             cond_in = torch.where(keep_c, cond, null_cond(cond))
         if self.target_field == "stf" and not self._evaluating:
             bank = self.bank
-            v = stable_target(z, t, x, v, cond, ref_x=bank.x, ref_cond=bank.cond, use_cond=keep).to(
-                v.dtype
-            )
+            ref = (bank.x, bank.cond) if bank.matches(x, cond) else (None, None)
+            vhat = stable_target(z, t, x, v, cond, ref_x=ref[0], ref_cond=ref[1], use_cond=keep)
+            v = vhat.to(v.dtype)
             bank.push(x, cond)
         if g is None or cond is None:
             return cond_in, v

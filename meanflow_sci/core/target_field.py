@@ -53,17 +53,21 @@ class ReferenceBank:
     def __len__(self) -> int:
         return 0 if self.x is None else self.x.shape[0]
 
-    def push(self, x: torch.Tensor, cond: torch.Tensor | None) -> None:
-        """Add a batch; drop the oldest samples beyond ``size``. A changed shape resets the bank."""
-        x = x.detach()
-        cond = None if cond is None else cond.detach()
-        same = (
+    def matches(self, x: torch.Tensor, cond: torch.Tensor | None) -> bool:
+        """Whether the stored samples can serve as a reference for ``(x, cond)``."""
+        return (
             self.x is not None
             and self.x.shape[1:] == x.shape[1:]
             and self.x.device == x.device
             and (self.cond is None) == (cond is None)
         )
-        if same:
+
+    def push(self, x: torch.Tensor, cond: torch.Tensor | None) -> None:
+        """Add a batch; drop the oldest samples beyond ``size``. A batch the stored samples do not
+        match (another sample shape, device or kind of condition) starts the bank again."""
+        x = x.detach()
+        cond = None if cond is None else cond.detach()
+        if self.matches(x, cond):
             x = torch.cat([x, self.x])
             cond = None if cond is None else torch.cat([cond, self.cond])
         self.x = x[: self.size]
@@ -100,6 +104,12 @@ def stable_target(
         raise InputError(
             "target_field: 'stf' needs no condition or integer class labels of shape (B,), got a "
             f"{tuple(cond.shape)} {cond.dtype} condition; use target_field='conditional'"
+        )
+    if ref_x is not None and (ref_cond is None) != (cond is None):
+        raise InputError(
+            "ref_cond: expected labels for the reference exactly when cond is given, got "
+            f"cond={'None' if cond is None else 'labels'}, "
+            f"ref_cond={'None' if ref_cond is None else 'labels'}"
         )
     # float32 throughout, also under autocast: the logits scale as 1 / t², so bf16 distances
     # would move the weights.
