@@ -143,7 +143,8 @@ class Suite:
     # moved 16.4 -> 15.5 (ratio with both on it 1.62). Flow matching stays on the conditional
     # target here, the baseline the target names; benchmarks/README.md has both readings. On
     # top of it (seed 0, side by side): tangent="model" 1.37, a 4096-sample reference 1.41,
-    # adaptive_p = 0 1.54, ratio_r_neq_t = 0.75 1.67: none better.
+    # adaptive_p = 0 1.54, ratio_r_neq_t = 0.75 1.67: none better on seed 0; tangent="model"
+    # was better on seeds 1 and 2 (1.37, 1.21 against 1.63, 1.42).
     target_field: str = "stf"
     fm_target_field: str = "conditional"
     reference_size: int = 1024
