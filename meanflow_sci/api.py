@@ -676,12 +676,12 @@ def fit(
         jvp_backend=jvp_backend,
         target_field=target_field,
     )
-    if getattr(obj, "target_field", "conditional") == "stf" and cond_spec is not None:
-        if cond_spec["kind"] == "vector":
-            raise InputError(
-                "target_field: 'stf' needs no condition or class labels (the reference is split "
-                "by label), got a float condition vector; use target_field='conditional'"
-            )
+    stf = getattr(obj, "target_field", "conditional") == "stf"
+    if stf and cond_spec is not None and cond_spec["kind"] == "vector":
+        raise InputError(
+            "target_field: 'stf' needs no condition or class labels (the reference is split "
+            "by label), got a float condition vector; use target_field='conditional'"
+        )
     config = _train_config(
         train_kwargs,
         max_steps=max_steps,

@@ -64,6 +64,19 @@ def check_choice(name: str, value: Any, choices: Iterable[str] | Mapping[str, An
     return value
 
 
+def check_label_cond(option: str, value: str, fallback: str, cond: Any) -> None:
+    """Check that ``cond`` is ``None`` or integer class labels ``(B,)`` for an option needing it.
+
+    Raises:
+        InputError: naming ``option='value'``, the condition given and the ``fallback`` to use.
+    """
+    if cond is not None and (cond.ndim != 1 or cond.dtype.is_floating_point):
+        raise InputError(
+            f"{option}: {value!r} needs no condition or integer class labels of shape (B,), got "
+            f"a {tuple(cond.shape)} {cond.dtype} condition; use {option}={fallback!r}"
+        )
+
+
 def check_finite(name: str, value: Any) -> None:
     """Raise if a tensor or array holds NaN or Inf."""
     t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)

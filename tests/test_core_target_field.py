@@ -14,6 +14,15 @@ from meanflow_sci.core import (
 from meanflow_sci.errors import InputError
 
 
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(5, 3)
+
+    def forward(self, z, r, t, cond=None):
+        return self.lin(torch.cat([z, r[:, None], t[:, None]], dim=1))
+
+
 def _pairs(n=400, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.tensor([[1.0, 0.0], [-1.0, 0.0]]).repeat(n // 2, 1)
@@ -105,10 +114,7 @@ def test_objectives_train_on_it_and_keep_it_in_their_config(cls):
     again = objective_from_config(obj.config())
     assert again.target_field == "stf" and again.bank.size == 64
     assert again.config() == obj.config()
-    net = torch.nn.Linear(5, 3)
-
-    def model(z, r, t, cond=None):
-        return net(torch.cat([z, r[:, None], t[:, None]], dim=1))
+    model = _Net()
 
     torch.manual_seed(0)
     x = torch.randn(16, 3)
@@ -141,10 +147,7 @@ def test_guidance_dropped_rows_train_on_the_unconditional_field():
     obj = ModularMeanFlow(
         target_field="stf", guidance=Guidance(omega=1.0, kappa=0.0, drop_prob=0.5), jvp_backend="fd"
     )
-    net = torch.nn.Linear(5, 3)
-
-    def model(z, r, t, cond=None):
-        return net(torch.cat([z, r[:, None], t[:, None]], dim=1))
+    model = _Net()
 
     out = obj(model, torch.randn(32, 3), torch.randint(0, 3, (32,)))
     assert torch.isfinite(out.loss).all() and out.loss.shape == (32,)
@@ -172,15 +175,6 @@ def test_fit_takes_the_target_field_and_checks_it_up_front():
     ):
         with pytest.raises(InputError, match=match):
             mfs.fit(x, max_steps=2, progress=False, **kwargs)
-
-
-class _Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lin = torch.nn.Linear(5, 3)
-
-    def forward(self, z, r, t, cond=None):
-        return self.lin(torch.cat([z, r[:, None], t[:, None]], dim=1))
 
 
 def test_validation_scores_the_conditional_target_and_keeps_the_bank():

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from ..errors import InputError, check_choice
+from ..errors import check_choice, check_label_cond
 
 __all__ = ["COUPLINGS", "check_coupling", "ot_pair_noise"]
 
@@ -52,11 +52,7 @@ def ot_pair_noise(
         ``noise[perm]`` for the permutation minimising ``sum_i ||x_i - noise[perm[i]]||²``
         (within classes).
     """
-    if cond is not None and (cond.ndim != 1 or cond.dtype.is_floating_point):
-        raise InputError(
-            "coupling: 'ot' needs no condition or integer class labels of shape (B,), got a "
-            f"{tuple(cond.shape)} {cond.dtype} condition; use coupling='independent'"
-        )
+    check_label_cond("coupling", "ot", "independent", cond)
     with torch.no_grad():
         a = x.detach().flatten(1).float()
         b = noise.detach().flatten(1).float()

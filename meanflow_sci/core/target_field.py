@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InputError, check_choice, check_positive_int
+from ..errors import InputError, check_choice, check_label_cond, check_positive_int
 
 __all__ = ["TARGET_FIELDS", "ReferenceBank", "check_target_field", "stable_target"]
 
@@ -100,11 +100,7 @@ def stable_target(
     Returns:
         ``v̂`` shaped like ``v``, float32.
     """
-    if cond is not None and (cond.ndim != 1 or cond.dtype.is_floating_point):
-        raise InputError(
-            "target_field: 'stf' needs no condition or integer class labels of shape (B,), got a "
-            f"{tuple(cond.shape)} {cond.dtype} condition; use target_field='conditional'"
-        )
+    check_label_cond("target_field", "stf", "conditional", cond)
     if ref_x is not None and (ref_cond is None) != (cond is None):
         raise InputError(
             "ref_cond: expected labels for the reference exactly when cond is given, got "
