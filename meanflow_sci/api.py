@@ -676,12 +676,17 @@ def fit(
         jvp_backend=jvp_backend,
         target_field=target_field,
     )
-    stf = getattr(obj, "target_field", "conditional") == "stf"
-    if stf and cond_spec is not None and cond_spec["kind"] == "vector":
-        raise InputError(
-            "target_field: 'stf' needs no condition or class labels (the reference is split "
-            "by label), got a float condition vector; use target_field='conditional'"
-        )
+    if cond_spec is not None and cond_spec["kind"] == "vector":
+        # Options that group a batch by class label: refused before any training step.
+        for option, value, fallback, why in (
+            ("target_field", "stf", "conditional", "the reference is split by label"),
+            ("coupling", "ot", "independent", "pairs are matched within each label"),
+        ):
+            if getattr(obj, option, None) == value:
+                raise InputError(
+                    f"{option}: {value!r} needs no condition or class labels ({why}), got a "
+                    f"float condition vector; use {option}={fallback!r}"
+                )
     config = _train_config(
         train_kwargs,
         max_steps=max_steps,

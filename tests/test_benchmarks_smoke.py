@@ -242,3 +242,40 @@ def test_time_limit_schedules_the_lr_by_the_clock():
     limit(trainer, {})
     assert trainer.should_stop
     assert get_lr(trainer.step, cfg) * trainer.lr_scale == pytest.approx(1e-4 / 2, rel=1e-3)
+
+
+def test_images_run_seeds_judges_the_median_ratio(tmp_path, monkeypatch):
+    from benchmarks import images
+
+    fds = {0: (26.0, 20.0), 1: (22.0, 20.0), 2: (34.0, 20.0)}  # ratios 1.3, 1.1, 1.7
+
+    def fake_run(suite, device, out, seed, threads, overrides):
+        mmf, fm = fds[seed]
+        row = {"frechet_distance": mmf, "train_steps": 10}
+        methods = {
+            "MMF 1-step": row,
+            "MMF 2-step": {**row, "frechet_distance": mmf - 1},
+            "FM 1-step": {"frechet_distance": 600.0, "train_steps": 12},
+            "FM 50-step": {"frechet_distance": fm, "train_steps": 12},
+        }
+        assert out == tmp_path / f"seed{seed}" and threads == 1 and overrides == {"omega": 1.0}
+        return {
+            "methods": methods,
+            "target": {"metric": "FD(MMF 1-step) / FD(FM 50-step)", "value": mmf / fm},
+        }
+
+    monkeypatch.setattr(images, "run", fake_run)
+    summary = images.run_seeds(
+        [0, 1, 2], "smoke", out=tmp_path, threads=1, overrides={"omega": 1.0}
+    )
+    assert summary["target"]["value"] == 1.3 and summary["target"]["met"]
+    assert summary["target"]["seeds_met"] == 2
+    assert [r["seed"] for r in summary["per_seed"]] == [0, 1, 2]
+    assert summary["per_seed"][2]["FM"] == 20.0 and "target_heldout" not in summary
+    table = (tmp_path / "images_seeds.md").read_text()
+    assert "| 2 | 10 | 34.00 | 33.00 | 12 | 20.00 | 1.700 |" in table
+    assert "met on 2 of 3 seeds" in table
+    with pytest.raises(ValueError, match="seeds: expected distinct"):
+        images.run_seeds([1, 1], "smoke")
+    with pytest.raises(ValueError, match="jobs: expected a positive"):
+        images.run_seeds([1], "smoke", jobs=0)

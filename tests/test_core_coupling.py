@@ -47,6 +47,24 @@ def test_ot_pairing_refuses_float_conditions():
         ot_pair_noise(x, noise, torch.randn(4, 3))
 
 
+def test_fit_refuses_ot_with_float_conditions_before_training(monkeypatch):
+    import meanflow_sci as mfs
+    from meanflow_sci.train import Trainer
+
+    def never(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(Trainer, "train", never)
+    with pytest.raises(InputError, match="coupling: 'ot'.*float condition vector"):
+        mfs.fit(
+            torch.randn(32, 2),
+            cond=torch.randn(32, 3),
+            objective=FlowMatching(coupling="ot"),
+            max_steps=2,
+            progress=False,
+        )
+
+
 @pytest.mark.parametrize("cls", [ModularMeanFlow, FlowMatching])
 def test_objectives_accept_the_coupling_and_keep_it_in_their_config(cls):
     obj = cls(coupling="ot")

@@ -224,33 +224,40 @@ class _Objective:
             if self.coupling == "ot":
                 noise = ot_pair_noise(x, noise, cond)
         path = linear_path(x, noise, t)
-        cond_in, v = self._guide(model, path.z, t, path.v, cond, x)
-        return path.z, v, t, r, cond_in
+        keep, cond_in = self._drop_labels(path.z, cond)
+        v = self._target_field(path.z, t, path.v, cond, x, keep)
+        return path.z, self._guide(model, path.z, t, v, cond, keep), t, r, cond_in
 
-    def _guide(self, model, z, t, v, cond, x):
+    def _drop_labels(self, z, cond) -> tuple:
+        """Classifier-free guidance's label drop: the rows keeping their label, and the cond fed."""
         g = self.guidance
-        keep = None
-        cond_in = cond
-        if g is not None and cond is not None:
-            keep = torch.rand(z.shape[0], device=z.device) >= g.drop_prob
-            keep_c = keep.reshape(-1, *([1] * (cond.ndim - 1)))
-            cond_in = torch.where(keep_c, cond, null_cond(cond))
-        if self.target_field == "stf" and not self._evaluating:
-            bank = self.bank
-            ref = (bank.x, bank.cond) if bank.matches(x, cond) else (None, None)
-            vhat = stable_target(z, t, x, v, cond, ref_x=ref[0], ref_cond=ref[1], use_cond=keep)
-            v = vhat.to(v.dtype)
-            bank.push(x, cond)
         if g is None or cond is None:
-            return cond_in, v
-        if g.omega == 1.0 and g.kappa == 0.0:
-            return cond_in, v
+            return None, cond
+        keep = torch.rand(z.shape[0], device=z.device) >= g.drop_prob
+        keep_c = keep.reshape(-1, *([1] * (cond.ndim - 1)))
+        return keep, torch.where(keep_c, cond, null_cond(cond))
+
+    def _target_field(self, z, t, v, cond, x, keep):
+        """The velocity the objective fits: ``eps - x``, or the stable target field's estimate."""
+        if self.target_field != "stf" or self._evaluating:
+            return v
+        bank = self.bank
+        ref = (bank.x, bank.cond) if bank.matches(x, cond) else (None, None)
+        vhat = stable_target(z, t, x, v, cond, ref_x=ref[0], ref_cond=ref[1], use_cond=keep)
+        bank.push(x, cond)
+        return vhat.to(v.dtype)
+
+    def _guide(self, model, z, t, v, cond, keep):
+        """Guidance trained into the target on the rows that kept their label."""
+        g = self.guidance
+        if g is None or cond is None or (g.omega == 1.0 and g.kappa == 0.0):
+            return v
         with torch.no_grad():
             u_null = _acc(model(z, t, t, null_cond(cond)))
             mix = g.omega * v + (1.0 - g.omega - g.kappa) * u_null
             if g.kappa:
                 mix = mix + g.kappa * _acc(model(z, t, t, cond))
-        return cond_in, torch.where(expand_time(keep, v), mix.to(v.dtype), v)
+        return torch.where(expand_time(keep, v), mix.to(v.dtype), v)
 
     def _reduce(self, delta: torch.Tensor, lam: float) -> LossOutput:
         sq = _acc(delta).square().flatten(1).sum(1)
