@@ -248,6 +248,7 @@ def test_images_run_seeds_judges_the_median_ratio(tmp_path, monkeypatch):
     from benchmarks import images
 
     fds = {0: (26.0, 20.0), 1: (22.0, 20.0), 2: (34.0, 20.0)}  # ratios 1.3, 1.1, 1.7
+    excess = {0: 1.2, 1: None, 2: 1.6}  # None: flow matching at the real level (undefined)
 
     def fake_run(suite, device, out, seed, threads, overrides):
         mmf, fm = fds[seed]
@@ -262,6 +263,7 @@ def test_images_run_seeds_judges_the_median_ratio(tmp_path, monkeypatch):
         return {
             "methods": methods,
             "target": {"metric": "FD(MMF 1-step) / FD(FM 50-step)", "value": mmf / fm},
+            "target_heldout": {"metric": "excess, held-out digits", "value": excess[seed]},
         }
 
     monkeypatch.setattr(images, "run", fake_run)
@@ -271,9 +273,12 @@ def test_images_run_seeds_judges_the_median_ratio(tmp_path, monkeypatch):
     assert summary["target"]["value"] == 1.3 and summary["target"]["met"]
     assert summary["target"]["seeds_met"] == 2
     assert [r["seed"] for r in summary["per_seed"]] == [0, 1, 2]
-    assert summary["per_seed"][2]["FM"] == 20.0 and "target_heldout" not in summary
+    assert summary["per_seed"][2]["FM"] == 20.0
+    held = summary["target_heldout"]
+    assert held["value"] == 1.4 and held["seeds_defined"] == 2 and not held["met"]
     table = (tmp_path / "images_seeds.md").read_text()
-    assert "| 2 | 10 | 34.00 | 33.00 | 12 | 20.00 | 1.700 |" in table
+    assert "| 2 | 10 | 34.00 | 33.00 | 12 | 20.00 | 1.700 | 1.600 |" in table
+    assert "| 1.100 | undefined" in table
     assert "met on 2 of 3 seeds" in table
     with pytest.raises(ValueError, match="seeds: expected distinct"):
         images.run_seeds([1, 1], "smoke")
