@@ -727,27 +727,18 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once (with --seeds)")
     args = parser.parse_args()
+    common = {
+        "device": args.device,
+        "out": args.out,
+        "threads": args.threads,
+        "overrides": parse_overrides(args.set),
+    }
     if args.seeds is not None:
-        summary = run_seeds(
-            args.seeds,
-            args.suite,
-            device=args.device,
-            out=args.out,
-            jobs=args.jobs,
-            threads=args.threads,
-            overrides=parse_overrides(args.set),
-        )
+        summary = run_seeds(args.seeds, args.suite, jobs=args.jobs, **common)
         print(seeds_table(summary))
         print(f"wrote {args.out}/images_seeds.json, images_seeds.md and seed*/ per run")
         return
-    result = run(
-        args.suite,
-        device=args.device,
-        out=args.out,
-        seed=args.seed,
-        threads=args.threads,
-        overrides=parse_overrides(args.set),
-    )
+    result = run(args.suite, seed=args.seed, **common)
     print(markdown_table(result))
     print(f"wrote {args.out}/images.json, images.md, images_samples.png")
 
