@@ -8,6 +8,7 @@ the budget itself by :class:`TimeLimit`. Both are measured in the machine's own 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,14 @@ from meanflow_sci.train.trainer import get_lr
 # machine the calibration is noisy, and without the margin a run could end early (an FM run once
 # stopped at 114 s of a 155 s budget).
 HEADROOM = 1.2
+
+
+def cpus_available() -> int | None:
+    """CPUs this process may run on (its affinity mask), or None where the OS cannot say."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
 
 
 class TimeLimit:

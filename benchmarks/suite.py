@@ -372,12 +372,10 @@ def git_commit(root: Path = REPO_ROOT) -> dict[str, Any]:
 
 def machine_info(device: str = "auto") -> dict[str, Any]:
     """Platform, CPU, threads, torch version and the resolved device."""
+    from benchmarks.budget import cpus_available
     from meanflow_sci.train import resolve_device
 
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
+    affinity = cpus_available()
     try:
         resolved = str(resolve_device(device))
     except Exception as exc:  # noqa: BLE001 - recorded, the tasks will raise properly
