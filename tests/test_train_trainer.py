@@ -110,6 +110,30 @@ def test_config_round_trips_through_json():
     assert _make_optimizer(torch.nn.Linear(2, 2), cfg).defaults["betas"] == (0.9, 0.95)
 
 
+def test_optimizer_is_fused_and_steps_like_the_per_tensor_loop():
+    torch.manual_seed(0)
+    net, twin = TinyNet(), TinyNet()
+    twin.load_state_dict(net.state_dict())
+    start = net.net[0].weight.detach().clone()
+    cfg = _cfg(lr=1e-2, weight_decay=0.1)
+    opt = _make_optimizer(net, cfg)
+    assert opt.defaults["fused"] is True
+    split = [
+        {"params": [p for p in twin.parameters() if p.dim() >= 2], "weight_decay": 0.1},
+        {"params": [p for p in twin.parameters() if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    ref = torch.optim.AdamW(split, lr=1e-2, betas=cfg.betas, foreach=False)
+    x, t = torch.randn(16, 2), torch.rand(16)
+    for _ in range(5):
+        for model, o in ((net, opt), (twin, ref)):
+            o.zero_grad()
+            model(x, t, t).square().mean().backward()
+            o.step()
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert (net.net[0].weight - start).abs().max() > 1e-3
+
+
 def test_lr_warms_up_linearly_then_decays_to_min_ratio():
     cfg = TrainConfig(max_steps=110, lr=1.0, lr_warmup_steps=10, min_lr_ratio=0.1)
     assert get_lr(0, cfg) == pytest.approx(0.1)
@@ -146,6 +170,19 @@ def test_ema_warms_up_and_tracks_the_model():
     exact = EMA(net, decay=0.0)
     exact.update(net)
     assert torch.equal(exact.module.weight, net.weight)
+
+
+def test_ema_averages_float_buffers_copies_counters_and_refuses_another_network():
+    net = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    ema = EMA(net, decay=0.0)
+    with torch.no_grad():
+        net[1].running_mean.fill_(2.0)
+    net[1].num_batches_tracked.fill_(7)
+    ema.update(net)
+    assert torch.equal(ema.module[1].running_mean, net[1].running_mean)
+    assert int(ema.module[1].num_batches_tracked) == 7
+    with pytest.raises(InputError, match="model: expected the averaged network's 4 parameter"):
+        ema.update(nn.Linear(3, 3))
 
 
 def test_training_reduces_loss_and_records_history(tmp_path, capsys):

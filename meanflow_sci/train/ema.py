@@ -7,6 +7,8 @@ import copy
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 __all__ = ["EMA", "ema_decay_at"]
 
 
@@ -43,11 +45,17 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         """Move the average one step towards ``model``'s current weights."""
         d = ema_decay_at(self.decay, self.updates)
-        ema_state = self.module.state_dict()
-        for name, value in model.state_dict().items():
-            target = ema_state[name]
+        mine, theirs = list(self.module.parameters()), list(model.parameters())
+        if len(mine) != len(theirs):
+            raise InputError(
+                f"model: expected the averaged network's {len(mine)} parameter tensors, "
+                f"got {len(theirs)}"
+            )
+        # One fused kernel launch per device and dtype instead of one per tensor.
+        torch._foreach_lerp_(mine, [p.detach() for p in theirs], 1.0 - d)
+        for target, value in zip(self.module.buffers(), model.buffers(), strict=True):
             if value.is_floating_point():
-                target.lerp_(value.detach(), 1.0 - d)
+                target.lerp_(value, 1.0 - d)
             else:
                 target.copy_(value)
         self.updates += 1
