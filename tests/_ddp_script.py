@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from meanflow_sci.core.target_field import ReferenceBank
 from meanflow_sci.train import TrainConfig, Trainer, cleanup_distributed, dist_info
 
 
@@ -35,13 +36,20 @@ class Out:
     lam: float
 
 
-def noise_timed_fm(model, x, cond=None, *, step=0, t=None, r=None, noise=None):
+class NoiseTimedFM:
     """Flow matching whose time is a function of the noise the trainer passes, so a sample's
-    loss does not depend on which rank computes it."""
-    t = torch.sigmoid(noise[:, 0])
-    z = (1 - t[:, None]) * x + t[:, None] * noise
-    mse = ((model(z, t, t, cond) - (noise - x)) ** 2).mean(dim=1)
-    return Out(mse, mse.detach(), 0.0)
+    loss does not depend on which rank computes it. Keeps a reference bank of the batches it
+    sees, as the stable target field does (the trainer shares it across ranks)."""
+
+    def __init__(self) -> None:
+        self.bank = ReferenceBank(40)
+
+    def __call__(self, model, x, cond=None, *, step=0, t=None, r=None, noise=None):
+        self.bank.push(x, cond)
+        t = torch.sigmoid(noise[:, 0])
+        z = (1 - t[:, None]) * x + t[:, None] * noise
+        mse = ((model(z, t, t, cond) - (noise - x)) ** 2).mean(dim=1)
+        return Out(mse, mse.detach(), 0.0)
 
 
 def main(out: Path) -> None:
@@ -60,8 +68,10 @@ def main(out: Path) -> None:
         device="cpu",
         progress=False,
     )
-    result = Trainer(net, noise_timed_fm, data, config=cfg, checkpoint_dir=out / "ckpt").train()
+    objective = NoiseTimedFM()
+    result = Trainer(net, objective, data, config=cfg, checkpoint_dir=out / "ckpt").train()
     tensors = {f"model.{k}": v for k, v in result.model.state_dict().items()}
+    tensors["bank.x"] = objective.bank.x
     tensors.update({f"ema.{k}": v for k, v in result.ema_model.state_dict().items()})
     save_file(tensors, str(out / f"rank{info.rank}.safetensors"))
     (out / f"history{info.rank}.json").write_text(json.dumps(result.history))

@@ -49,6 +49,9 @@ def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path):
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), f"replicas differ in {key}"
         torch.testing.assert_close(rank0[key], ref[key], rtol=1e-5, atol=1e-6)
+    # the reference bank holds the global batches on every rank: the newest 40 of 6 x 16 rows
+    assert rank0["bank.x"].shape == (40, 3)
+    assert torch.equal(rank0["bank.x"], ref["bank.x"])
     # the model moved away from rank 0's initial weights (training happened)
     torch.manual_seed(0)
     init = torch.nn.Linear(5, 16).weight

@@ -17,12 +17,16 @@ marginal velocity as the plain target as the reference grows, so the loss has th
 its bias for a finite reference is O(1 / size).
 
 The reference is the current batch plus a first-in first-out bank of recent batches (no extra
-data passes). With class labels the reference is restricted to the sample's class (samples whose
-label was dropped for guidance use every class); float conditions are refused, since a posterior
-under a continuous condition cannot be estimated from a bank of other conditions.
+data passes). Under ``torchrun`` the trainer gives the bank a gather over the ranks, so every
+rank's bank holds the recent global batches. With class labels the reference is restricted to
+the sample's class (samples whose label was dropped for guidance use every class); float
+conditions are refused, since a posterior under a continuous condition cannot be estimated from a
+bank of other conditions.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -49,6 +53,9 @@ class ReferenceBank:
         self.size = check_positive_int("reference_size", size)
         self.x: torch.Tensor | None = None
         self.cond: torch.Tensor | None = None
+        # Maps a local batch to the batches of every process (the trainer sets it under
+        # torchrun), so that each rank's bank holds the recent global batches.
+        self.gather: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return 0 if self.x is None else self.x.shape[0]
@@ -67,6 +74,9 @@ class ReferenceBank:
         match (another sample shape, device or kind of condition) starts the bank again."""
         x = x.detach()
         cond = None if cond is None else cond.detach()
+        if self.gather is not None:
+            x = self.gather(x)
+            cond = None if cond is None else self.gather(cond)
         if self.matches(x, cond):
             x = torch.cat([x, self.x])
             cond = None if cond is None else torch.cat([cond, self.cond])

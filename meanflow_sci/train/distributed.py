@@ -113,6 +113,19 @@ def all_reduce_grads(
     return flat[offset:] if extra is not None else None
 
 
+def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``tensor`` (same shape on each), concatenated along dim 0 in rank order.
+
+    Without a process group the tensor itself. Used to share the stable target field's reference
+    bank across ranks, so each rank's bank holds the recent global batches.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
 def all_reduce_max(flag: bool, device: torch.device) -> bool:
     """True on every rank if ``flag`` is True on any rank (no-op without a group)."""
     if not (dist.is_available() and dist.is_initialized()):

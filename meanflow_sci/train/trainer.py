@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from meanflow_sci.core.target_field import ReferenceBank
 from meanflow_sci.errors import (
     CheckpointError,
     InputError,
@@ -47,6 +48,7 @@ from meanflow_sci.train.checkpoint import (
 )
 from meanflow_sci.train.distributed import (
     DistInfo,
+    all_gather_cat,
     all_reduce_grads,
     all_reduce_max,
     broadcast_module,
@@ -388,6 +390,9 @@ class Trainer:
             )
         self.config = config
         self.objective = objective
+        bank = getattr(objective, "bank", None)
+        if self.dist.enabled and isinstance(bank, ReferenceBank):
+            bank.gather = all_gather_cat  # the stable target field's bank holds global batches
         self.autocast_dtype = resolve_autocast_dtype(config.precision, self.device)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         if self.checkpoint_dir is not None and self.dist.is_main:
