@@ -35,6 +35,11 @@ import torch
 
 from meanflow_sci.tasks import control
 
+try:
+    from benchmarks.report import write_results
+except ModuleNotFoundError:  # run as a script: python benchmarks/control.py
+    from report import write_results
+
 BACKBONE_KWARGS = {"down_dims": (32,), "emb_dim": 64}
 ALL = ("mmf-1", "bc", "fm-1", "fm-10", "fm-100", "mmf-traj-1")
 
@@ -145,10 +150,7 @@ def run(
         "time_s": time.perf_counter() - t0,
     }
     if out is not None:
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "control.json").write_text(json.dumps(report, indent=1))
-        (folder / "control.md").write_text(to_markdown(report))
+        write_results(out, "control", report, to_markdown(report))
     return report
 
 

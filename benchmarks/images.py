@@ -26,7 +26,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -50,8 +49,10 @@ from meanflow_sci.tasks.images import (
 
 try:
     from benchmarks.budget import TimeLimit, cpus_available, seconds_per_step, steps_for
+    from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/images.py
     from budget import TimeLimit, cpus_available, seconds_per_step, steps_for
+    from report import write_results
 
 TARGET_RATIO = 1.3
 
@@ -454,8 +455,7 @@ def run(
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "images.json").write_text(json.dumps(result, indent=1))
-        (out / "images.md").write_text(markdown_table(result))
+        write_results(out, "images", result, markdown_table(result))
         real = data.images[torch.randperm(len(data), generator=gen)[:100]]
         show = {"real": real, **{k: v[:100] for k, v in samples.items()}}
         save_panels(show, out / "images_samples.png", nrow=10, scale=6 if cfg.size <= 8 else 3)
@@ -634,10 +634,7 @@ def run_seeds(
             "seeds_defined": len(defined),
         }
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "images_seeds.json").write_text(json.dumps(summary, indent=1))
-        (out / "images_seeds.md").write_text(seeds_table(summary))
+        write_results(out, "images_seeds", summary, seeds_table(summary))
     return summary
 
 

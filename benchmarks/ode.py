@@ -25,7 +25,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass, replace
@@ -37,6 +36,11 @@ import torch
 
 import meanflow_sci
 from meanflow_sci.tasks import ode
+
+try:
+    from benchmarks.report import write_results
+except ModuleNotFoundError:  # run as a script: python benchmarks/ode.py
+    from report import write_results
 
 try:
     from benchmarks.budget import TimeLimit, seconds_per_step, steps_for
@@ -484,9 +488,8 @@ def run(
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         result["plots"] = _plots(folder, vdp, lorenz)
-        (folder / "results.json").write_text(json.dumps(result, indent=1))
         md = [f"## {t['title']}\n\n{_markdown(t['rows'])}\n" for t in tables]
-        (folder / "results.md").write_text("\n".join(md))
+        write_results(folder, "results", result, "\n".join(md))
     return result
 
 

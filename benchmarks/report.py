@@ -16,14 +16,35 @@ x, "value": y}, ...]}``, with a ``metric`` name beside them) and ``loss_curves``
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["collect_tables", "markdown", "write_plots", "table_markdown"]
+__all__ = ["collect_tables", "markdown", "table_markdown", "write_plots", "write_results"]
 
 _MAX_LIST = 8  # longer lists (per-time curves, ...) are left out of tables
 _SUMMARY_KEYS = ("target", "targets", "verdicts", "ratios")
+
+
+def write_results(
+    folder: str | Path, stem: str, result: Any, markdown_text: str, *, allow_nan: bool = True
+) -> None:
+    """Write ``stem.json`` and ``stem.md`` into ``folder`` (created if missing).
+
+    Each file goes to a temporary name first and is renamed over the old one, so a reader never
+    sees half a file and a failed run leaves the previous results whole.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        (f"{stem}.json", json.dumps(result, indent=1, allow_nan=allow_nan)),
+        (f"{stem}.md", markdown_text),
+    ):
+        tmp = folder / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, folder / name)
 
 
 # -- tables ----------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import inspect
-import json
 import math
 import os
 import platform
@@ -522,12 +521,5 @@ def _write(record: dict, out: Path, started: float, *, plots: bool) -> dict:
     done = _sanitize(done)
     done["tables"] = report.collect_tables(done)
     done["plots"] = report.write_plots(done, out) if plots else []
-    # Temp file + rename: a reader never sees half a file.
-    for name, text in (
-        ("results.json", json.dumps(done, indent=1, allow_nan=False)),
-        ("results.md", report.markdown(done)),
-    ):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+    report.write_results(out, "results", done, report.markdown(done), allow_nan=False)
     return done

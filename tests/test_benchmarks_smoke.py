@@ -284,3 +284,15 @@ def test_images_run_seeds_judges_the_median_ratio(tmp_path, monkeypatch):
         images.run_seeds([1, 1], "smoke")
     with pytest.raises(ValueError, match="jobs: expected a positive"):
         images.run_seeds([1], "smoke", jobs=0)
+
+
+def test_write_results_replaces_both_files_and_a_failed_write_keeps_the_old_ones(tmp_path):
+    folder = tmp_path / "new" / "dir"
+    report.write_results(folder, "images", {"ratio": 1.25}, "| ratio |\n")
+    assert json.loads((folder / "images.json").read_text()) == {"ratio": 1.25}
+    assert (folder / "images.md").read_text() == "| ratio |\n"
+    with pytest.raises(ValueError):
+        report.write_results(folder, "images", {"ratio": math.nan}, "| nan |\n", allow_nan=False)
+    assert json.loads((folder / "images.json").read_text()) == {"ratio": 1.25}
+    assert (folder / "images.md").read_text() == "| ratio |\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["images.json", "images.md"]
