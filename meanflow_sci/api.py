@@ -40,6 +40,7 @@ from meanflow_sci.errors import (
     CheckpointError,
     InputError,
     check_choice,
+    check_label_cond,
     check_positive_int,
     check_range,
     describe,
@@ -676,17 +677,10 @@ def fit(
         jvp_backend=jvp_backend,
         target_field=target_field,
     )
-    if cond_spec is not None and cond_spec["kind"] == "vector":
-        # Options that group a batch by class label: refused before any training step.
-        for option, value, fallback, why in (
-            ("target_field", "stf", "conditional", "the reference is split by label"),
-            ("coupling", "ot", "independent", "pairs are matched within each label"),
-        ):
-            if getattr(obj, option, None) == value:
-                raise InputError(
-                    f"{option}: {value!r} needs no condition or class labels ({why}), got a "
-                    f"float condition vector; use {option}={fallback!r}"
-                )
+    # Options that group a batch by class label: refused before any training step, with the
+    # message the step itself would give.
+    for need in getattr(obj, "label_needs", list)():
+        check_label_cond(*need, c_train)
     config = _train_config(
         train_kwargs,
         max_steps=max_steps,

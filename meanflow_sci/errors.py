@@ -64,16 +64,22 @@ def check_choice(name: str, value: Any, choices: Iterable[str] | Mapping[str, An
     return value
 
 
-def check_label_cond(option: str, value: str, fallback: str, cond: Any) -> None:
+def check_label_cond(option: str, value: str, fallback: str, why: str, cond: Any) -> None:
     """Check that ``cond`` is ``None`` or integer class labels ``(B,)`` for an option needing it.
 
+    The arguments before ``cond`` are the option's ``LABEL_NEED`` tuple
+    (``meanflow_sci.core.coupling``, ``meanflow_sci.core.target_field``), so the check at a
+    training step and the one ``fit`` makes before training give the same message.
+
     Raises:
-        InputError: naming ``option='value'``, the condition given and the ``fallback`` to use.
+        InputError: naming ``option='value'``, why it needs labels, the condition given and the
+            ``fallback`` to use.
     """
     if cond is not None and (cond.ndim != 1 or cond.dtype.is_floating_point):
         raise InputError(
-            f"{option}: {value!r} needs no condition or integer class labels of shape (B,), got "
-            f"a {tuple(cond.shape)} {cond.dtype} condition; use {option}={fallback!r}"
+            f"{option}: {value!r} needs no condition or integer class labels of shape (B,) "
+            f"({why}), got a {tuple(cond.shape)} {cond.dtype} condition; use "
+            f"{option}={fallback!r}"
         )
 
 

@@ -55,7 +55,9 @@ def test_fit_refuses_ot_with_float_conditions_before_training(monkeypatch):
         raise AssertionError("training started")
 
     monkeypatch.setattr(Trainer, "train", never)
-    with pytest.raises(InputError, match="coupling: 'ot'.*float condition vector"):
+    # the message a training step gives, with why and what to use instead
+    msg = r"coupling: 'ot' needs no condition or integer class labels .*\(pairs.*'independent'"
+    with pytest.raises(InputError, match=msg):
         mfs.fit(
             torch.randn(32, 2),
             cond=torch.randn(32, 3),

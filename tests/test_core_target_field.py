@@ -171,7 +171,7 @@ def test_fit_takes_the_target_field_and_checks_it_up_front():
         ({"target_field": "marginal"}, "target_field"),
         ({"target_field": "stf", "objective": "regression"}, "regression"),
         ({"target_field": "stf", "objective": ModularMeanFlow()}, "instance"),
-        ({"target_field": "stf", "cond": torch.randn(64, 2)}, "float condition"),
+        ({"target_field": "stf", "cond": torch.randn(64, 2)}, r"class labels .*\(the reference"),
     ):
         with pytest.raises(InputError, match=match):
             mfs.fit(x, max_steps=2, progress=False, **kwargs)
@@ -221,3 +221,15 @@ def test_a_reference_of_another_kind_is_not_used_and_the_bank_starts_again():
     assert torch.isfinite(out.loss).all() and obj.bank.cond is not None and len(obj.bank) == 16
     with pytest.raises(InputError, match="ref_cond"):
         stable_target(x, torch.full((16,), 0.5), x, x, torch.zeros(16, dtype=torch.long), ref_x=x)
+
+
+def test_objectives_list_the_options_that_need_class_labels():
+    from meanflow_sci.core.coupling import LABEL_NEED as OT
+    from meanflow_sci.core.target_field import LABEL_NEED as STF
+
+    assert FlowMatching().label_needs() == []
+    assert ModularMeanFlow(target_field="stf").label_needs() == [STF]
+    assert FlowMatching(target_field="stf", coupling="ot").label_needs() == [STF, OT]
+    with pytest.raises(InputError, match=r"target_field: 'stf' .*\(the reference .*'conditional'"):
+        z, x, v = torch.randn(3, 4, 2)
+        stable_target(z, torch.rand(4), x, v, torch.randn(4, 3))

@@ -27,9 +27,11 @@ from scipy.optimize import linear_sum_assignment
 
 from ..errors import check_choice, check_label_cond
 
-__all__ = ["COUPLINGS", "check_coupling", "ot_pair_noise"]
+__all__ = ["COUPLINGS", "LABEL_NEED", "check_coupling", "ot_pair_noise"]
 
 COUPLINGS = ("independent", "ot")
+# The option that needs class labels (or no condition), why, and what to use instead.
+LABEL_NEED = ("coupling", "ot", "independent", "pairs are matched within each label")
 
 
 def check_coupling(coupling: str) -> str:
@@ -52,7 +54,7 @@ def ot_pair_noise(
         ``noise[perm]`` for the permutation minimising ``sum_i ||x_i - noise[perm[i]]||²``
         (within classes).
     """
-    check_label_cond("coupling", "ot", "independent", cond)
+    check_label_cond(*LABEL_NEED, cond)
     with torch.no_grad():
         a = x.detach().flatten(1).float()
         b = noise.detach().flatten(1).float()

@@ -32,9 +32,11 @@ from ..errors import (
     check_positive_int,
     check_range,
 )
+from .coupling import LABEL_NEED as OT_LABEL_NEED
 from .coupling import check_coupling, ot_pair_noise
 from .paths import expand_time, linear_path
 from .schedules import make_schedule
+from .target_field import LABEL_NEED as STF_LABEL_NEED
 from .target_field import ReferenceBank, check_target_field, stable_target
 from .time_samplers import TimeSample, make_time_sampler
 
@@ -187,6 +189,19 @@ class _Objective:
             raise InputError(f"guidance: expected a Guidance, a dict or None, got {guidance!r}")
         self.guidance = guidance
         self.check_inputs = check_inputs
+
+    def label_needs(self) -> list[tuple[str, str, str, str]]:
+        """The options set on this objective that need class labels or no condition.
+
+        Each is ``(option, value, fallback, why)``, the arguments of
+        :func:`meanflow_sci.errors.check_label_cond`.
+        """
+        needs = []
+        if self.target_field == "stf":
+            needs.append(STF_LABEL_NEED)
+        if self.coupling == "ot":
+            needs.append(OT_LABEL_NEED)
+        return needs
 
     @contextmanager
     def evaluating(self):

@@ -32,9 +32,17 @@ import torch
 
 from ..errors import InputError, check_choice, check_label_cond, check_positive_int
 
-__all__ = ["TARGET_FIELDS", "ReferenceBank", "check_target_field", "stable_target"]
+__all__ = [
+    "LABEL_NEED",
+    "TARGET_FIELDS",
+    "ReferenceBank",
+    "check_target_field",
+    "stable_target",
+]
 
 TARGET_FIELDS = ("conditional", "stf")
+# The option that needs class labels (or no condition), why, and what to use instead.
+LABEL_NEED = ("target_field", "stf", "conditional", "the reference is split by label")
 
 
 def check_target_field(name: str) -> str:
@@ -110,7 +118,7 @@ def stable_target(
     Returns:
         ``v̂`` shaped like ``v``, float32.
     """
-    check_label_cond("target_field", "stf", "conditional", cond)
+    check_label_cond(*LABEL_NEED, cond)
     if ref_x is not None and (ref_cond is None) != (cond is None):
         raise InputError(
             "ref_cond: expected labels for the reference exactly when cond is given, got "
