@@ -38,14 +38,11 @@ import meanflow_sci
 from meanflow_sci.tasks import ode
 
 try:
-    from benchmarks.report import write_results
-except ModuleNotFoundError:  # run as a script: python benchmarks/ode.py
-    from report import write_results
-
-try:
     from benchmarks.budget import TimeLimit, seconds_per_step, steps_for
+    from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/<name>.py
     from budget import TimeLimit, seconds_per_step, steps_for
+    from report import write_results
 
 # The recipe found for conditional trajectories (measured on the standard suite, 1 thread):
 # - The output parameterisation moved the one-step error most. The exact average velocity of a
