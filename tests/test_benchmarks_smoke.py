@@ -296,3 +296,15 @@ def test_write_results_replaces_both_files_and_a_failed_write_keeps_the_old_ones
     assert json.loads((folder / "images.json").read_text()) == {"ratio": 1.25}
     assert (folder / "images.md").read_text() == "| ratio |\n"
     assert sorted(p.name for p in folder.iterdir()) == ["images.json", "images.md"]
+
+
+def test_images_fm_omega_sets_flow_matchings_guidance_alone():
+    from dataclasses import replace
+
+    from benchmarks.images import SUITES, _objective_kwargs, parse_overrides
+
+    cfg = replace(SUITES["smoke"], **parse_overrides(["omega=1.2", "fm_omega=1.0"]))
+    assert _objective_kwargs("mmf", cfg)["objective"].guidance.omega == 1.2
+    assert _objective_kwargs("fm", cfg)["objective"].guidance is None
+    shared = replace(SUITES["smoke"], omega=1.2)  # fm_omega None: the same scale for both
+    assert _objective_kwargs("fm", shared)["objective"].guidance.omega == 1.2
