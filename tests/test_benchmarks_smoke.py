@@ -308,3 +308,17 @@ def test_images_fm_omega_sets_flow_matchings_guidance_alone():
     assert _objective_kwargs("fm", cfg)["objective"].guidance is None
     shared = replace(SUITES["smoke"], omega=1.2)  # fm_omega None: the same scale for both
     assert _objective_kwargs("fm", shared)["objective"].guidance.omega == 1.2
+
+
+def test_images_fine_detail_sees_what_the_8x8_extractor_averages_away():
+    from benchmarks.images import _fine_detail
+    from meanflow_sci.tasks.images import load_digits
+
+    assert _fine_detail(load_digits(size=8).images[:64]) is None
+    real = load_digits(size=16).images[:256]
+    gen = torch.Generator().manual_seed(0)
+    noisy = real + 0.2 * torch.randn(real.shape, generator=gen)
+    level, with_noise = _fine_detail(real), _fine_detail(noisy)
+    # White noise of std 0.2 adds about 0.04 per pixel, 3/4 of it above the 8x8 scale.
+    assert with_noise - level > 0.5 * 0.04 * 256
+    assert level < 0.5 * with_noise
