@@ -37,7 +37,6 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from meanflow_sci.core import FlowMatching, ModularMeanFlow
 from meanflow_sci.core.time_samplers import LogitNormalTimeSampler
@@ -49,6 +48,7 @@ from meanflow_sci.tasks.images import (
     sample_images,
     save_panels,
 )
+from meanflow_sci.tasks.images.datasets import _resize
 
 try:
     from benchmarks.budget import TimeLimit, cpus_available, seconds_per_step, steps_for
@@ -522,10 +522,7 @@ def _fine_detail(x: torch.Tensor) -> float | None:
     if tuple(x.shape[-2:]) == (8, 8):
         return None
     x = x.float()
-    low = F.interpolate(x, size=(8, 8), mode="area")
-    back = F.interpolate(
-        low, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False, antialias=True
-    )
+    back = _resize(_resize(x, 8, "area"), tuple(x.shape[-2:]), "bilinear")
     return (x - back).square().flatten(1).sum(1).mean().item()
 
 
