@@ -94,7 +94,7 @@ class Suite:
     # alone (stable target field) gave one-step FD 23.80 / 25.28 against 26.79 / 26.25 at 3400
     # fixed steps (seeds 0 / 1) but each step took about 1.25x as long; at equal time against
     # plain flow matching (--set omega=1.2 --set fm_omega=1.0 --seeds 0 1) ratios 1.718 / 1.522
-    # against 1.481 / 1.648 unguided: no gain.
+    # against 1.463 / 1.564 unguided on the same machine: no gain.
     fm_omega: float | None = None
     # MMF only. Half the batch with r != t beat a quarter (300 fixed steps: FD 131 against 150;
     # at 80 s with jvp_backend="fd": 65.5 against 61.3) and three quarters (72.9); a wider
