@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from meanflow_sci.core import FlowMatching, ModularMeanFlow
+from meanflow_sci.core import FlowMatching, ModularMeanFlow, Objective
 from meanflow_sci.errors import TrainingDivergedError, check_choice
 
 __all__ = [
@@ -300,20 +300,29 @@ CLAIMS_CONFIGS: dict[str, ClaimsConfig] = {
 # -- one training run ------------------------------------------------------------------------------
 
 
-class _CountingObjective:
+class _CountingObjective(Objective):
     """Wraps an objective and counts the steps whose loss was not finite.
 
     The trainer skips such steps (and rolls back after several in a row) without logging them,
     so they are counted here, at the source.
     """
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Objective) -> None:
         self.inner = inner
-        self.sampling_mode = inner.sampling_mode
+        self.name, self.sampling_mode = inner.name, inner.sampling_mode
         self.nonfinite = 0
 
     def config(self) -> dict:
         return self.inner.config()
+
+    def label_needs(self) -> list:
+        return self.inner.label_needs()
+
+    def evaluating(self):
+        return self.inner.evaluating()
+
+    def share_across_ranks(self, all_gather) -> None:
+        self.inner.share_across_ranks(all_gather)
 
     def __call__(self, model, x, cond=None, **kwargs):
         out = self.inner(model, x, cond, **kwargs)

@@ -36,11 +36,12 @@ import torch
 from meanflow_sci.tasks import control
 
 try:
+    from benchmarks.policies import compare, format_table
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/control.py
+    from policies import compare, format_table
     from report import write_results
 
-BACKBONE_KWARGS = {"down_dims": (32,), "emb_dim": 64}
 ALL = ("mmf-1", "bc", "fm-1", "fm-10", "fm-100", "mmf-traj-1")
 
 # suite -> list of (env_id, demo episodes, train steps, eval episodes, max_steps, methods)
@@ -117,11 +118,10 @@ def run(
         t_env = time.perf_counter()
         say(f"== {env_id}: collecting {n_eps} episodes")
         ds = control.collect(env_id, n_eps, seed=seed, max_steps=max_steps, progress=verbose)
-        res = control.compare(
+        res = compare(
             ds,
             methods=methods,
-            train_steps=steps,
-            backbone_kwargs=BACKBONE_KWARGS,
+            train={"max_steps": steps},
             eval_episodes=n_eval,
             max_steps=max_steps,
             device=device,
@@ -133,7 +133,7 @@ def run(
             r.pop("trajectories", None)
             r.pop("final_obs", None)
         results[env_id] = res
-        say(control.format_table(res))
+        say(format_table(res))
     report = {
         "tables": [_env_table(env_id, res) for env_id, res in results.items()],
         "suite": suite,
@@ -199,7 +199,7 @@ def to_markdown(report: dict) -> str:
             f"{res['config']['train_steps']} steps, {res['time_s']:.0f} s)",
             "",
         ]
-        lines.append(control.format_table(res))
+        lines.append(format_table(res))
     lines += ["", "## Targets", ""]
     for k, v in report["targets"].items():
         lines.append(f"- {k}: {'met' if v['met'] else 'MISSED'} {json.dumps(v)}")

@@ -105,23 +105,16 @@ class Suite:
     # p = 0.75) had not learnt the class conditioning by 400 steps (label accuracy 0.13).
     # Fixed-step sweeps (one-step FD of 1000 samples, EMA model; 3000 and 5000 steps) found no
     # gain from batch 128, base 24, lr 2e-3, a final LR of 1 % instead of 10 %, p = 1, 75 %
-    # r != t, guidance omega = 1.3, or a flow-matching start (ModularMeanFlow(interval_warmup=),
-    # 30 % of the steps: 28.5 against 28.1; 60 %: 33.8). MeanFlow's later CIFAR-10 sampler
-    # (t ~ logit-normal(-0.6, 1.6), r ~ (-4.0, 1.6), 75 % r != t, p = 0.75) was worse: 48.7
-    # against 30.4 at 3000 steps (with half r != t and p = 0.5: 32.8; r_mu = -2 alone: 31.4).
+    # r != t, guidance omega = 1.3, or a flow-matching start (interval_warmup, removed:
+    # docs/ablations.md). MeanFlow's later CIFAR-10 sampler with a separate logit-normal for r
+    # was worse (removed too: docs/ablations.md).
     # jvp_backend="fd" (a finite difference instead of the dual-number JVP, λ = 0) makes an MMF
     # step about 1.1x a flow-matching step instead of 1.6-1.9x: 1385 steps in 80 s instead of
     # 940, one-step FD 61.3 against 76.0 (README, "Computing du/dt").
     adaptive_p: float = 0.5
     time_mu: float = -0.4
     time_sigma: float = 1.6
-    # A separate logit-normal for r (None: the same as t's).
-    time_r_mu: float | None = None
-    time_r_sigma: float | None = None
     ratio_r_neq_t: float = 0.5
-    # Share of the r != t samples stretched to r = 0 (the one-step intervals): 0.25 gave 56.6
-    # against 49.1 at 80 s, so none.
-    ratio_r_zero: float = 0.0
     # Flow matching's adaptive weight power (0: plain squared error, its usual loss; p = 0.5
     # gave 31.3 against 31.8 at 80 s, no gain).
     fm_adaptive_p: float = 0.0
@@ -133,8 +126,6 @@ class Suite:
     # 15 % more (its extra forward), and at equal time it was no better (standard, 240 s, two
     # runs side by side on one thread each: 31.4 against 32.2).
     tangent: str = "conditional"
-    # MMF's target velocity on r != t samples: "conditional" (eps - x) or "model" (u(z, t, t)).
-    target: str = "conditional"
     # MMF's time derivative: "auto" (exact forward-mode JVP) or "fd" (finite difference, λ = 0).
     jvp_backend: str = "fd"
     # Train on the 1438 digits of the fixed 80/20 split (the digit classifier's training
@@ -143,13 +134,6 @@ class Suite:
     # digits, and each row reports how close samples sit to their nearest training digit.
     # False: train on all 1797 and score against them only.
     heldout: bool = True
-    # Pairing of data and noise in each batch, per objective: "independent" or "ot" (minibatch
-    # optimal transport within each class; meanflow_sci.core.coupling). Quick suite, two runs
-    # side by side: OT for both gave MMF 1-step 63.1 against 63.5 and FM 50-step 29.2 against
-    # 28.6; FM 1-step stayed at 584 (577), so batches of 64 split over 10 classes barely
-    # straighten the flow.
-    coupling: str = "independent"
-    fm_coupling: str = "independent"
     # Velocity target, per objective: "conditional" (eps - x) or "stf" (the stable target field:
     # the marginal velocity estimated over the batch and a bank of recent batches, within each
     # class; meanflow_sci.core.target_field), and the reference size. Standard suite, seed 0,
@@ -232,7 +216,6 @@ def _objective_kwargs(objective: str, suite: Suite) -> dict:
         fm = FlowMatching(
             adaptive_p=suite.fm_adaptive_p,
             guidance=guidance,
-            coupling=suite.fm_coupling,
             target_field=suite.fm_target_field,
             reference_size=suite.reference_size,
         )
@@ -246,15 +229,10 @@ def _objective_kwargs(objective: str, suite: Suite) -> dict:
             mu=suite.time_mu,
             sigma=suite.time_sigma,
             ratio_r_neq_t=suite.ratio_r_neq_t,
-            ratio_r_zero=suite.ratio_r_zero,
-            r_mu=suite.time_r_mu,
-            r_sigma=suite.time_r_sigma,
         ),
         guidance=guidance,
         tangent=suite.tangent,
-        target=suite.target,
         jvp_backend=suite.jvp_backend,
-        coupling=suite.coupling,
         target_field=suite.target_field,
         reference_size=suite.reference_size,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,11 @@ import numpy as np
 import torch
 
 from meanflow_sci.tasks import control
+
+# The comparison driver is the control benchmark's (benchmarks/policies.py): this script runs it
+# on one environment, so the repository root must be importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.policies import DEFAULT_METHODS, METHODS, compare, format_table  # noqa: E402
 
 # Per-environment defaults: (demonstration episodes, training steps, evaluation step limit).
 DEFAULTS = {
@@ -31,9 +37,6 @@ DEFAULTS = {
     "HalfCheetah-v5": (4, 1000, 200),
 }
 FALLBACK = (20, 1000, None)
-# A single-level UNet1D: action chunks of 8 steps need no temporal down-sampling, and it keeps an
-# MMF training step cheap on a CPU.
-BACKBONE_KWARGS = {"down_dims": (32,), "emb_dim": 64}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,8 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--methods",
-        default=",".join(control.baselines.DEFAULT_METHODS),
-        help=f"comma-separated subset of {sorted(control.METHODS)}",
+        default=",".join(DEFAULT_METHODS),
+        help=f"comma-separated subset of {sorted(METHODS)}",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of data, training and evaluation")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -145,11 +148,10 @@ def main(argv: list[str] | None = None) -> dict:
         f"return {ret.mean():.2f} ± {ret.std():.2f} ({time.perf_counter() - t0:.0f} s)"
     )
     ds.to_netcdf(out / "demonstrations.nc")
-    result = control.compare(
+    result = compare(
         ds,
         methods=methods,
-        train_steps=steps,
-        backbone_kwargs=BACKBONE_KWARGS,
+        train={"max_steps": steps},
         eval_episodes=args.eval_episodes,
         max_steps=max_steps,
         device=args.device,
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     result["total_time_s"] = time.perf_counter() - t0
     result["torch_threads"] = torch.get_num_threads()
-    table = control.format_table(result)
+    table = format_table(result)
     print(table)
     (out / "results.json").write_text(json.dumps(result, indent=1))
     (out / "results.md").write_text(table + "\n")

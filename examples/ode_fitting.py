@@ -28,24 +28,10 @@ import torch  # noqa: E402
 import meanflow_sci  # noqa: E402
 from meanflow_sci.tasks import ode  # noqa: E402
 
-# A wide, shallow MLP that outputs a data estimate (prediction="x", u = (z_t - x) / t): for a
-# deterministic map the network then learns x(cond) alone instead of carrying the noise through
-# to its output, which took the one-step error from 0.039 to ~0.011 (see benchmarks/ode.py).
-BACKBONE = {"backbone": "mlp", "backbone_kwargs": {"hidden": 512, "depth": 2, "prediction": "x"}}
-TRAIN = {"lr": 6e-3, "ema_decay": 0.99, "progress": False}
-# lam = 0 (MeanFlow's stop-gradient loss) is the cheapest step and the default of fit.
-MMF = {
-    "lam": 0.0,
-    "time_sampler": {"name": "logit_normal", "mu": 0.0, "sigma": 1.0, "ratio_r_neq_t": 0.25},
-}
-# The unconditional Lorenz ensemble is a distribution (a real transport from noise): a lower lr
-# served its one-step sampler better (benchmarks/ode.py), and here the velocity output did too
-# (1500 steps: SW / floor 1.40 with "u" against 1.83 with "x").
-LORENZ_BACKBONE = {"backbone": "mlp", "backbone_kwargs": {"hidden": 512, "depth": 2}}
-LORENZ = {
-    "lam": 0.0,
-    "time_sampler": {"name": "logit_normal", "mu": 0.0, "sigma": 1.0, "ratio_r_neq_t": 0.25},
-}
+# The settings are the library's recipes, chosen by fit from the data: "trajectory_map" for the
+# conditional Van der Pol trajectories (a wide MLP on the flattened trajectory that outputs a data
+# estimate) and "trajectory_ensemble" for the unconditional Lorenz-63 ensemble (the same MLP
+# with a velocity output and a lower learning rate); see README, "Recipes".
 
 
 class TimeLimit:
@@ -63,20 +49,18 @@ class TimeLimit:
 def van_der_pol(steps: int, out: Path) -> list[dict]:
     train = ode.simulate("van_der_pol", 2000, seed=0)
     test = ode.simulate("van_der_pol", 256, seed=1)
-    # Flattened trajectories (N, T * S) for the MLP; cond = [x0, mu].
-    data, cond = ode.fit_inputs(train, "conditional", flatten=True)
-    mmf = meanflow_sci.fit(data, cond, max_steps=steps, **BACKBONE, **TRAIN, **MMF)
+    # Trajectories (N, T, S) with cond = [x0, mu]: recipe "trajectory_map".
+    data, cond = ode.fit_inputs(train, "conditional")
+    mmf = meanflow_sci.fit(data, cond, train={"max_steps": steps}, progress=False)
     budget = mmf.train_time_s
     # Flow matching steps are cheaper (no JVP): allow more, stopped at MMF's wall-clock time.
     fm = meanflow_sci.fit(
         data,
         cond,
-        objective="fm",
-        max_steps=2 * steps,
-        time_sampler="uniform",
+        objective={"name": "fm", "time_sampler": "uniform"},
+        train={"max_steps": 2 * steps},
         callbacks=(TimeLimit(budget),),
-        **BACKBONE,
-        **TRAIN,
+        progress=False,
     )
     node = ode.fit_neural_ode(train, time_budget_s=budget, max_steps=100_000)
     nearest = ode.NearestNeighbour(train)
@@ -101,7 +85,7 @@ def van_der_pol(steps: int, out: Path) -> list[dict]:
         )
 
     c = ode.condition_of(test)[:4]
-    pred = np.asarray(mmf.sample(cond=c, seed=0)).reshape(4, test.sizes["time"], 2)
+    pred = np.asarray(mmf.sample(cond=c, seed=0))
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
     for i, ax in enumerate(axes):
         ax.plot(*test["x"].values[i].T, "k", lw=1, label="dopri5")
@@ -120,13 +104,11 @@ def lorenz(steps: int, out: Path) -> list[dict]:
     test = ode.simulate("lorenz63", 256, seed=11, **kw)
     other = ode.simulate("lorenz63", 256, seed=12, **kw)
     floor = ode.evaluate(other["x"].values, test, setting="unconditional")["sw_mean"]
-    data, _ = ode.fit_inputs(train, "unconditional", flatten=True)
-    model = meanflow_sci.fit(
-        data, max_steps=steps, **LORENZ_BACKBONE, **{**TRAIN, "lr": 3e-3}, **LORENZ
-    )
+    data, _ = ode.fit_inputs(train, "unconditional")
+    model = meanflow_sci.fit(data, train={"max_steps": steps}, progress=False)
     res = ode.evaluate(model, test, setting="unconditional", timing_repeats=3)
 
-    gen = np.asarray(model.sample(64, seed=0)).reshape(64, test.sizes["time"], 3)
+    gen = np.asarray(model.sample(64, seed=0))
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, traj, title in ((axes[0], test["x"].values[:64], "dopri5"), (axes[1], gen, "MMF")):
         for tr in traj:

@@ -2,17 +2,16 @@
 
 Example:
     >>> import meanflow_sci as mfs
-    >>> model = mfs.fit(data, cond=conditions, max_steps=2000)
+    >>> model = mfs.fit(data, cond=conditions)              # recipe="auto" picks the setting
     >>> samples = model.sample(cond=new_conditions, steps=1)
+    >>> model.recipe.name                                   # e.g. "trajectory_map"
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from . import core
-from .core import (
+from meanflow_sci import core
+from meanflow_sci.api import FittedModel, fit, load
+from meanflow_sci.core import (
     FlowMatching,
     Guidance,
     LossOutput,
@@ -20,17 +19,15 @@ from .core import (
     Regression,
     make_schedule,
     sample,
-    schedules,
 )
-from .errors import CheckpointError, InputError, MeanFlowError, TrainingDivergedError
+from meanflow_sci.errors import CheckpointError, InputError, MeanFlowError, TrainingDivergedError
+from meanflow_sci.recipes import RECIPES, BackboneConfig, ObjectiveConfig, Recipe
+from meanflow_sci.train import TrainConfig
 
 __version__ = "0.1.0"
 
-# The API module pulls in the trainer and the backbones; load it on first use so that
-# `import meanflow_sci` stays light for users of the core alone.
-_LAZY = {"fit": "api", "load": "api", "FittedModel": "api"}
-
 __all__ = [
+    "BackboneConfig",
     "CheckpointError",
     "FittedModel",
     "FlowMatching",
@@ -39,24 +36,16 @@ __all__ = [
     "LossOutput",
     "MeanFlowError",
     "ModularMeanFlow",
+    "ObjectiveConfig",
+    "RECIPES",
+    "Recipe",
     "Regression",
+    "TrainConfig",
     "TrainingDivergedError",
     "core",
     "fit",
     "load",
     "make_schedule",
     "sample",
-    "schedules",
     "__version__",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module 'meanflow_sci' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)

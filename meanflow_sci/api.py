@@ -18,35 +18,43 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from meanflow_sci.core import OBJECTIVES, make_objective
+from meanflow_sci.core import Objective
 from meanflow_sci.core import sample as core_sample
-from meanflow_sci.core.target_field import check_target_field
-from meanflow_sci.data import (
-    Normalizer,
-    cond_for_sampling,
-    cond_to_tensor,
-    data_to_tensor,
-    tensor_to_data,
-)
+from meanflow_sci.data import Normalizer, cond_to_tensor, data_to_tensor, tensor_to_data
+from meanflow_sci.data.convert import cond_for_sampling
 from meanflow_sci.errors import (
     CheckpointError,
     InputError,
-    check_choice,
     check_label_cond,
     check_positive_int,
     check_range,
     describe,
 )
-from meanflow_sci.nn import BACKBONES, auto_backbone, backbone_spec, build_backbone
-from meanflow_sci.train import TrainConfig, Trainer
+from meanflow_sci.nn import (
+    backbone_spec,
+    build_backbone,
+    build_backbone_from_spec,
+    wrap_backbone,
+)
+from meanflow_sci.recipes import (
+    BackboneConfig,
+    ObjectiveConfig,
+    Recipe,
+    choose_recipe,
+    resolve_recipe,
+)
+from meanflow_sci.train import Trainer
 from meanflow_sci.train.checkpoint import read_folder, write_folder
 
 __all__ = [
@@ -57,23 +65,14 @@ __all__ = [
     "MODEL_FORMAT",
     "WEIGHTS_FILE",
     "CONFIG_FILE",
+    "unet2d_layout",
 ]
+
+_log = logging.getLogger("meanflow_sci")
 
 MODEL_FORMAT = "meanflow_sci.fitted_model/1"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
-
-# The config field that carries the data's size for each backbone, and the sample rank it takes.
-_SIZE_FIELD = {
-    "mlp": "dim",
-    "unet1d": "channels",
-    "transformer": "channels",
-    "unet2d": "in_channels",
-}
-_SAMPLE_RANK = {"mlp": 1, "unet1d": 2, "transformer": 2, "unet2d": 3}
-_RANK_SHAPES = {1: "(D,)", 2: "(T, D)", 3: "(C, H, W)"}
-# Named λ schedules that ramp up and so take a warm-up length.
-_WARMUP_SCHEDULES = ("linear", "cosine", "step")
 
 
 class FittedModel:
@@ -94,6 +93,8 @@ class FittedModel:
         train_time_s: Wall time of the training loop in seconds.
         steps_trained: Optimizer steps taken.
         fit_config: The arguments of ``fit`` (JSON), for the record.
+        recipe: The resolved :class:`~meanflow_sci.recipes.Recipe` it was trained with (None for
+            models saved before recipes existed).
     """
 
     def __init__(
@@ -111,6 +112,7 @@ class FittedModel:
         train_time_s: float = 0.0,
         steps_trained: int = 0,
         fit_config: dict | None = None,
+        recipe: Recipe | None = None,
     ) -> None:
         self.model = model.eval()
         self.normalizer = normalizer
@@ -124,6 +126,7 @@ class FittedModel:
         self.train_time_s = float(train_time_s)
         self.steps_trained = int(steps_trained)
         self.fit_config = dict(fit_config or {})
+        self.recipe = recipe
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -230,6 +233,7 @@ class FittedModel:
             "steps_trained": self.steps_trained,
             "train_time_s": self.train_time_s,
             "fit_config": self.fit_config,
+            "recipe": None if self.recipe is None else self.recipe.to_dict(),
             "history": _jsonable_history(self.history),
             "versions": {"torch": torch.__version__},
         }
@@ -345,7 +349,7 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Fitt
     )
     try:
         spec = cfg["backbone"]
-        net = build_backbone(spec["name"], **spec["config"])
+        net = build_backbone_from_spec(spec)
         state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         net.load_state_dict(state, strict=True)
         normalizer = Normalizer.from_state(
@@ -370,6 +374,7 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Fitt
             train_time_s=cfg.get("train_time_s", 0.0),
             steps_trained=cfg.get("steps_trained", 0),
             fit_config=cfg.get("fit_config"),
+            recipe=None if cfg.get("recipe") is None else Recipe.from_dict(cfg["recipe"]),
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
@@ -379,268 +384,189 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Fitt
 
 # -- fit --------------------------------------------------------------------------------------
 
+# The sample rank each backbone takes, and its config field that carries the data's size.
+_SAMPLE_RANK = {"mlp": 1, "unet1d": 2, "transformer": 2, "unet2d": 3}
+_SIZE_FIELD = {
+    "mlp": "dim",
+    "unet1d": "channels",
+    "transformer": "channels",
+    "unet2d": "in_channels",
+}
+_RANK_SHAPES = {1: "(D,)", 2: "(T, D)", 3: "(C, H, W)"}
 
-def _resolve_backbone(
-    backbone: Any,
-    backbone_kwargs: dict | None,
-    sample_shape: tuple[int, ...],
-    cond_spec: dict | None,
+
+def unet2d_layout(resolution: int) -> dict[str, Any]:
+    """UNet2D depth for a resolution: one halving per factor of 2 above 4x4.
+
+    8x8 -> two levels (8, 4); 16x16 -> three; 32x32 -> four with attention at 16x16 (DDPM's
+    CIFAR-10 layout).
+    """
+    check_positive_int("resolution", resolution)
+    levels = max(1, min(4, (resolution // 4).bit_length()))
+    return {
+        "channel_mults": (1, 2, 2, 2)[:levels],
+        "attn_resolutions": (16,) if resolution >= 32 else (),
+        "resolution": resolution,
+    }
+
+
+def _build_network(
+    config: BackboneConfig, sample_shape: tuple[int, ...], cond_spec: dict | None
 ) -> nn.Module:
-    """Build the network for samples of ``sample_shape`` (or check a given instance)."""
-    if isinstance(backbone, nn.Module):
-        backbone_spec(backbone)  # fails early if the network could not be saved
-        if not any(p.requires_grad for p in backbone.parameters()):
-            raise InputError(
-                f"backbone: expected a network with trainable parameters, got a frozen "
-                f"{type(backbone).__name__} (a FittedModel's network is frozen for sampling: to "
-                "train on from it, pass copy.deepcopy(fitted.model).requires_grad_(True))"
-            )
-        return build_backbone(backbone, **(backbone_kwargs or {}))
-    check_choice("backbone", backbone, ["auto", *BACKBONES])
-    if backbone == "auto":
-        try:
-            backbone = auto_backbone(sample_shape)
-        except ValueError as exc:
-            raise InputError(
-                f"data: expected samples of shape (D,), (T, D) or (C, H, W) for backbone='auto', "
-                f"got {sample_shape}"
-            ) from exc
-    rank = _SAMPLE_RANK.get(backbone)
-    if rank is not None and len(sample_shape) != rank:
+    """The recipe's network for samples of ``sample_shape``, wrapped for layout and output."""
+    name = config.name
+    rank = _SAMPLE_RANK[name]
+    flat = len(sample_shape) != rank
+    if flat and name != "mlp":
         raise InputError(
-            f"backbone: {backbone!r} expects samples of shape {_RANK_SHAPES[rank]}, got data with "
-            f"sample shape {sample_shape}"
+            f"backbone: {name!r} expects samples of shape {_RANK_SHAPES[rank]}, got data with "
+            f"sample shape {sample_shape} (an 'mlp' takes any shape, flattened)"
         )
-    if backbone_kwargs is not None and not isinstance(backbone_kwargs, dict):
-        raise InputError(
-            f"backbone_kwargs: expected a dict or None, got {describe(backbone_kwargs)}"
-        )
-    derived: dict[str, int] = {}
-    if backbone in _SIZE_FIELD:
-        derived[_SIZE_FIELD[backbone]] = sample_shape[0 if backbone == "unet2d" else -1]
+    inner_shape = (math.prod(sample_shape),) if flat else sample_shape
+    derived: dict[str, Any] = {_SIZE_FIELD[name]: inner_shape[0 if name == "unet2d" else -1]}
     if cond_spec is not None and cond_spec["kind"] == "labels":
         derived["num_classes"] = cond_spec["num_classes"]
     elif cond_spec is not None:
         derived["cond_dim"] = cond_spec["dim"]
-    kwargs = dict(backbone_kwargs or {})
-    if backbone == "unet2d":
-        # Nominal size that attn_resolutions refer to; the user may still set it.
-        kwargs.setdefault("resolution", sample_shape[1])
+    options = dict(config.options)
     for key, value in derived.items():
-        if key in kwargs and kwargs[key] != value and key != "num_classes":
+        if key in options and options[key] != value and key != "num_classes":
             raise InputError(
-                f"backbone_kwargs[{key!r}]: expected {value} (set from the data and cond) or "
-                f"nothing, got {kwargs[key]!r}"
+                f"backbone[{key!r}]: expected {value} (set from the data and cond) or nothing, "
+                f"got {options[key]!r}"
             )
+    kwargs = unet2d_layout(sample_shape[1]) if name == "unet2d" else {}
+    kwargs.update(options)
     kwargs.update(derived)
-    return build_backbone(backbone, **kwargs)
-
-
-def _resolve_objective(
-    objective: Any,
-    *,
-    lam: Any,
-    lam_warmup: int | None,
-    max_steps: int,
-    time_sampler: Any,
-    adaptive_p: float,
-    guidance: Any,
-    tangent: str = "conditional",
-    jvp_backend: str = "auto",
-    target_field: str = "conditional",
-) -> Any:
-    check_target_field(target_field)
-    if not isinstance(objective, str):
-        if target_field != "conditional":
-            raise InputError(
-                "target_field: set it on the objective instance (e.g. "
-                f"ModularMeanFlow(target_field={target_field!r})), got an instance and "
-                f"target_field={target_field!r}"
-            )
-        return make_objective(objective)
-    check_choice("objective", objective, OBJECTIVES)
-    if objective == "regression":
-        if target_field != "conditional":
-            raise InputError(
-                f"target_field: regression has no velocity target, got {target_field!r}; "
-                "use 'conditional'"
-            )
-        return make_objective("regression")
-    kwargs: dict[str, Any] = {"guidance": guidance, "target_field": target_field}
-    if time_sampler is not None:
-        kwargs["time_sampler"] = time_sampler
-    if objective == "fm":
-        return make_objective("fm", **kwargs)
-    if lam_warmup is None and isinstance(lam, str) and lam in _WARMUP_SCHEDULES:
-        # The curriculum default: λ reaches 1 half-way through training.
-        lam_warmup = max(1, max_steps // 2)
-    return make_objective(
-        "mmf",
-        lam=lam,
-        lam_warmup=lam_warmup,
-        adaptive_p=adaptive_p,
-        tangent=tangent,
-        jvp_backend=jvp_backend,
-        **kwargs,
+    net = build_backbone(name, **kwargs)
+    return wrap_backbone(
+        net, prediction=config.prediction, sample_shape=sample_shape if flat else None
     )
 
 
-def _train_config(train_kwargs: dict, **named: Any) -> TrainConfig:
-    valid = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(train_kwargs) - valid)
-    if unknown:
+def _check_instance(net: nn.Module, sample_shape: tuple[int, ...]) -> nn.Module:
+    backbone_spec(net)  # fails early if the network could not be saved
+    if not any(p.requires_grad for p in net.parameters()):
         raise InputError(
-            f"fit: unexpected keyword arguments {unknown}; valid training options are "
-            f"{sorted(valid - set(named))}"
+            f"backbone: expected a network with trainable parameters, got a frozen "
+            f"{type(net).__name__} (a FittedModel's network is frozen for sampling: to train on "
+            "from it, pass copy.deepcopy(fitted.model).requires_grad_(True))"
         )
-    return TrainConfig(**named, **train_kwargs)
+    return net
 
 
-def _fit_record(**kwargs: Any) -> dict:
-    """The fit arguments that have a JSON form (callables and instances are named by type)."""
-    out = {}
-    for k, v in kwargs.items():
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            v = dataclasses.asdict(v)
-        try:
-            json.dumps(v)
-            out[k] = v
-        except (TypeError, ValueError):
-            out[k] = type(v).__name__
-    return out
+def _make_objective(objective: Any, config: ObjectiveConfig, max_steps: int) -> Any:
+    if isinstance(objective, Objective):
+        return objective
+    return config.build(max_steps=max_steps)
 
 
 def fit(
     data: Any,
     cond: Any = None,
     *,
+    recipe: str | Recipe = "auto",
+    backbone: Any = None,
+    objective: Any = None,
+    train: Any = None,
     var: str | None = None,
-    backbone: str | nn.Module = "auto",
-    backbone_kwargs: dict | None = None,
-    objective: Any = "mmf",
-    max_steps: int = 2000,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    lam: Any = 0.0,
-    lam_warmup: int | None = None,
-    time_sampler: Any = None,
-    adaptive_p: float = 1.0,
-    guidance: Any = None,
-    tangent: str = "conditional",
-    jvp_backend: str = "auto",
-    target_field: str = "conditional",
     device: str = "auto",
     seed: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
-    val_fraction: float = 0.0,
     callbacks: Sequence[Any] = (),
-    **train_kwargs: Any,
+    val_fraction: float = 0.0,
 ) -> FittedModel:
     """Fit a one-step generator to ``data`` (optionally conditioned on ``cond``).
 
+    The setting comes from a recipe (:mod:`meanflow_sci.recipes`); each of ``backbone``,
+    ``objective`` and ``train`` changes one group of it. ``recipe="auto"`` picks by this rule:
+    samples ``(C, H, W)`` -> ``"images"``; ``(D,)`` -> ``"vectors"``; ``(T, D)`` with float
+    condition vectors -> ``"trajectory_map"`` (a deterministic map of the condition, such as an
+    ODE trajectory from its initial state and parameters); ``(T, D)`` without a condition or with
+    class labels -> ``"trajectory_ensemble"``. Policies (``"policy"``) are picked by
+    :mod:`meanflow_sci.tasks.control`. The choice and its reason are logged (logger
+    ``meanflow_sci``) and the resolved recipe is saved with the model (``model.recipe``).
+
     Args:
         data: numpy array or torch tensor ``(N, *shape)``, an ``xarray.DataArray`` whose first
-            dim is ``sample``, or an ``xarray.Dataset`` with ``var``. Shapes ``(N, D)``,
-            ``(N, T, D)`` and ``(N, C, H, W)`` have default backbones.
+            dim is ``sample``, or an ``xarray.Dataset`` with ``var``.
         cond: Optional conditioning with N rows: integer labels ``(N,)`` or floats ``(N, ...)``.
+        recipe: ``"auto"``, a name in :data:`~meanflow_sci.recipes.RECIPES`, or a ``Recipe``.
+        backbone: Changes the recipe's network: a name, a dict (``"name"``, ``"prediction"``
+            and config fields such as ``"hidden"``), a ``BackboneConfig``, or an ``nn.Module``
+            instance (used as it is). An ``"mlp"`` on ``(N, T, D)`` data sees each sample
+            flattened; samples come back as ``(T, D)``.
+        objective: Changes the recipe's objective: a name (``"mmf"``, ``"fm"``,
+            ``"regression"``), a dict of ``ObjectiveConfig`` fields (e.g. ``{"lam": "linear"}``),
+            an ``ObjectiveConfig``, or an objective instance.
+        train: Changes the recipe's trainer options: a dict of ``TrainConfig`` fields (e.g.
+            ``{"max_steps": 5000, "lr": 1e-3}``) or a ``TrainConfig``.
         var: The data variable of a Dataset.
-        backbone: ``"auto"`` (mlp for ``(D,)``, unet1d for ``(T, D)``, unet2d for ``(C, H, W)``),
-            a name in ``meanflow_sci.nn.BACKBONES``, or a network instance.
-        backbone_kwargs: Config fields of the backbone (e.g. ``{"hidden": 64}``); the data and
-            cond sizes are filled in. ``{"prediction": "x"}`` makes the network output a data
-            estimate instead of the velocity: much better for data that are a deterministic
-            function of ``cond`` (ODE trajectories: one-step error 0.039 -> 0.011); mixed on
-            the Lorenz-63 ensemble and worse on digit images (see the README, "Choosing the
-            network output").
-        objective: ``"mmf"`` (Modular MeanFlow), ``"fm"`` (flow matching, sampled with Euler
-            steps), ``"regression"`` (deterministic baseline), or an objective instance (then
-            ``lam``, ``lam_warmup``, ``time_sampler``, ``adaptive_p``, ``guidance`` and ``tangent``
-            are unused).
-        max_steps: Optimizer steps.
-        batch_size: Samples per step (capped at the number of training samples).
-        lr: Peak learning rate.
-        lam: MMF's λ: a number in ``[0, 1]``, a schedule name (``"linear"``, ``"cosine"``,
-            ``"step"``, ``"constant"``) or a callable of the step. The default 0 is MeanFlow's
-            stop-gradient loss. λ > 0 also descends through the JVP, which for a stochastic
-            target (a distribution rather than a map from ``cond``) adds the gradient of the
-            conditional-velocity variance term ``tr((I - (t-r)∂u/∂z) Σ (I - (t-r)∂u/∂z)ᵀ)``;
-            minimising it contracts the one-step map towards the mean (``examples/
-            two_circles_2d.py --lam linear`` shows the collapse), and each step costs more.
-            The paper's curriculum is ``lam="linear"``.
-        lam_warmup: Warm-up length of a named schedule; default ``max_steps // 2``.
-        time_sampler: Time sampler name, config dict or callable; None uses the objective's.
-        adaptive_p: Power of MMF's adaptive loss weight ``1 / (||Δ||² + c)^p`` (0 turns it off).
-            The default 1 is MeanFlow's; it down-weights hard samples, which helped on
-            conditional trajectories but left low-dimensional distributions underfitted here
-            (two circles: median distance 0.14 vs 0.08 with p = 0; Reacher action chunks: final
-            mse 0.63 vs 0.045 and one elbow branch lost). Try 0 for low-dimensional data.
-        guidance: Classifier-free guidance trained into the target (a ``Guidance`` or a dict);
-            needs ``cond``.
-        tangent: MMF's JVP direction: ``"conditional"`` (MeanFlow's ``eps - x``) or ``"model"``
-            (the model's own ``u(z_t, t, t)``, one extra forward on the ``r < t`` samples; see
-            :class:`~meanflow_sci.core.ModularMeanFlow`).
-        jvp_backend: How MMF computes ``du/dt``: ``"auto"`` (exact forward-mode JVP) or
-            ``"fd"`` (a backward difference along the trajectory, λ = 0 only; one plain forward
-            on the ``r < t`` samples instead of a dual one, which bought 1.5x the MMF steps in
-            the same CPU time on digits; README, "Computing du/dt").
-        target_field: The velocity target of ``"mmf"`` and ``"fm"``: ``"conditional"``
-            (``eps - x`` of each pair) or ``"stf"``, the stable target field: the marginal
-            velocity estimated over the batch and a bank of recent batches, within each class
-            label (:mod:`meanflow_sci.core.target_field`). Lower variance at large ``t``; on
-            digits it took the one-step FD from about 33 to 22 at equal training time (README,
-            "Velocity targets"). Unconditional data or class labels only.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         seed: Seeds the network initialisation, the validation split and the trainer.
         checkpoint_dir: Folder for training checkpoints (None: no checkpoints).
         resume: Continue from the newest checkpoint in ``checkpoint_dir``.
-        progress: Show a progress bar.
-        val_fraction: Fraction of the samples held out for validation loss (0: none).
-        callbacks: Trainer callbacks.
-        **train_kwargs: Further :class:`~meanflow_sci.train.TrainConfig` fields
-            (``weight_decay``, ``ema_decay``, ``grad_clip``, ``precision``, ...).
+        progress: Show a progress bar (and the recipe chosen).
+        callbacks: Trainer callbacks ``cb(trainer, record)``.
+        val_fraction: Fraction of the samples held out for a validation loss (0: none).
 
     Returns:
         A :class:`FittedModel`.
 
     Raises:
-        InputError: any invalid argument, before training starts or any file is written.
+        InputError: any invalid or inapplicable argument, before training starts or any file is
+            written.
 
     Example:
-        >>> fm = fit(np.random.randn(512, 3), max_steps=200, progress=False)
+        >>> fm = fit(np.random.randn(512, 3), train={"max_steps": 200}, progress=False)
         >>> fm.sample(10).shape
         (10, 3)
     """
     # Everything is checked before training starts or a file is written.
     x, data_spec = data_to_tensor(data, var=var)
-    n_total = x.shape[0]
+    n_total, sample_shape = x.shape[0], tuple(x.shape[1:])
     c, cond_spec = (None, None)
     if cond is not None:
-        num_classes = (backbone_kwargs or {}).get("num_classes") or None
+        num_classes = None
+        if isinstance(backbone, Mapping):
+            num_classes = backbone.get("num_classes") or None
         c, cond_spec = cond_to_tensor(cond, n=n_total, num_classes=num_classes)
-    check_positive_int("max_steps", max_steps)
-    check_positive_int("batch_size", batch_size)
-    check_range("lr", lr, 0.0, None)
-    if lr <= 0:
-        raise InputError(f"lr: expected a positive number, got {lr!r}")
+    if isinstance(recipe, str) and recipe == "auto":
+        name, reason = choose_recipe(sample_shape, None if cond_spec is None else cond_spec["kind"])
+        _log.info("recipe %r: %s", name, reason)
+        if progress:
+            print(f"meanflow_sci: recipe {name!r} ({reason})", file=sys.stderr)
+        recipe = name
+    instance_net = backbone if isinstance(backbone, nn.Module) else None
+    instance_obj = objective if isinstance(objective, Objective) else None
+    resolved = resolve_recipe(
+        recipe,
+        backbone=None if instance_net is not None else backbone,
+        objective=None if instance_obj is not None else objective,
+        train=train,
+    )
+    config = dataclasses.replace(resolved.train, device=device, seed=seed, progress=progress)
     check_positive_int("seed", seed, minimum=0)
     check_range("val_fraction", val_fraction, 0.0, 1.0)
-    if guidance is not None and cond is None:
-        raise InputError("guidance: classifier-free guidance needs cond, got cond=None")
-    if (
-        checkpoint_dir is not None
-        and Path(checkpoint_dir).exists()
-        and not Path(checkpoint_dir).is_dir()
-    ):
-        raise InputError(
-            f"checkpoint_dir: expected a folder (existing or new), got the file "
-            f"{str(checkpoint_dir)!r}"
-        )
+    if resolved.objective.guidance is not None and cond is None:
+        raise InputError("objective['guidance']: classifier-free guidance needs cond, got None")
+    if checkpoint_dir is not None and Path(checkpoint_dir).exists():
+        if not Path(checkpoint_dir).is_dir():
+            raise InputError(
+                f"checkpoint_dir: expected a folder (existing or new), got the file "
+                f"{str(checkpoint_dir)!r}"
+            )
     if resume and checkpoint_dir is None:
-        raise InputError(
-            "resume: expected a checkpoint_dir to resume from, got checkpoint_dir=None"
-        )
+        raise InputError("resume: expected a checkpoint_dir to resume from, got None")
+    # Options that would be silently ignored are refused.
+    given = set(train) if isinstance(train, Mapping) else set()
+    for key in sorted(given & {"checkpoint_every", "keep_last"}):
+        if checkpoint_dir is None:
+            raise InputError(f"train[{key!r}]: applies to checkpoints, but checkpoint_dir is None")
+    if "val_every" in given and val_fraction == 0:
+        raise InputError("train['val_every']: applies to validation, but val_fraction is 0")
 
     n_val = int(round(val_fraction * n_total)) if val_fraction > 0 else 0
     if val_fraction > 0 and not 1 <= n_val < n_total:
@@ -656,6 +582,7 @@ def fit(
         val_idx, train_idx = None, slice(None)
     x_train = x[train_idx]
     c_train = None if c is None else c[train_idx]
+    config = dataclasses.replace(config, batch_size=min(config.batch_size, x_train.shape[0]))
 
     normalizer = Normalizer.fit(x_train)
     cond_normalizer = None
@@ -664,58 +591,29 @@ def fit(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # reproducible initial weights without touching the caller's RNG
-        net = _resolve_backbone(backbone, backbone_kwargs, tuple(x.shape[1:]), cond_spec)
-    obj = _resolve_objective(
-        objective,
-        lam=lam,
-        lam_warmup=lam_warmup,
-        max_steps=max_steps,
-        time_sampler=time_sampler,
-        adaptive_p=adaptive_p,
-        guidance=guidance,
-        tangent=tangent,
-        jvp_backend=jvp_backend,
-        target_field=target_field,
-    )
+        if instance_net is not None:
+            net = _check_instance(instance_net, sample_shape)
+        else:
+            net = _build_network(resolved.backbone, sample_shape, cond_spec)
+    obj = _make_objective(instance_obj, resolved.objective, config.max_steps)
     # Options that group a batch by class label: refused before any training step, with the
     # message the step itself would give.
-    for need in getattr(obj, "label_needs", list)():
+    for need in obj.label_needs():
         check_label_cond(*need, c_train)
-    config = _train_config(
-        train_kwargs,
-        max_steps=max_steps,
-        batch_size=min(batch_size, x_train.shape[0]),
-        lr=float(lr),
-        device=device,
-        seed=seed,
-        progress=progress,
-    )
 
     def prep_cond(t: torch.Tensor | None) -> torch.Tensor | None:
         if t is None or cond_normalizer is None:
             return t
         return cond_normalizer.normalize(t)
 
-    fit_record = _fit_record(
-        var=var,
-        backbone=backbone if isinstance(backbone, str) else type(backbone).__name__,
-        backbone_kwargs=backbone_kwargs,
-        objective=objective if isinstance(objective, str) else type(objective).__name__,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        lam=lam,
-        lam_warmup=lam_warmup,
-        time_sampler=time_sampler,
-        adaptive_p=adaptive_p,
-        guidance=guidance,
-        tangent=tangent,
-        jvp_backend=jvp_backend,
-        target_field=target_field,
-        seed=seed,
-        val_fraction=val_fraction,
-        train=dataclasses.asdict(config),
-    )
+    record = {
+        "recipe": resolved.to_dict(),
+        "var": var,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "backbone_instance": None if instance_net is None else type(instance_net).__name__,
+        "objective_instance": None if instance_obj is None else type(instance_obj).__name__,
+    }
     trainer = Trainer(
         net,
         obj,
@@ -726,22 +624,22 @@ def fit(
         val_data=None if val_idx is None else normalizer.normalize(x[val_idx]),
         val_cond=None if (val_idx is None or c is None) else prep_cond(c[val_idx]),
         callbacks=callbacks,
-        metadata={"data_spec": data_spec, "cond_spec": cond_spec, "fit": fit_record},
+        metadata={"data_spec": data_spec, "cond_spec": cond_spec, "fit": record},
     )
     result = trainer.train(resume=resume)
     ema = result.ema_model if result.ema_model is not None else result.model
-    spec = backbone_spec(ema)
     return FittedModel(
         ema,
         normalizer,
         data_spec,
-        backbone=spec,
-        objective_config=obj.config() if hasattr(obj, "config") else {"name": type(obj).__name__},
+        backbone=backbone_spec(ema),
+        objective_config=obj.config(),
         sampling_mode=str(obj.sampling_mode),
         cond_spec=cond_spec,
         cond_normalizer=cond_normalizer,
         history=result.history,
         train_time_s=result.train_time_s,
         steps_trained=result.step,
-        fit_config=fit_record,
+        fit_config=record,
+        recipe=resolved,
     )

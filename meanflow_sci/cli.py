@@ -121,6 +121,17 @@ def _write_output(result: Any, out: Path) -> None:
             tmp.unlink()
 
 
+def _json_group(flag: str, text: str | None) -> Any:
+    """A group option: a plain name (``mlp``, ``fm``) or a JSON object of fields."""
+    if text is None or not text.lstrip().startswith("{"):
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{flag}: expected a name or a JSON object, got {text!r}") from exc
+    return value
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from meanflow_sci.api import check_save_path, fit
 
@@ -134,24 +145,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if hasattr(cond, "data_vars"):
         cond = cond[args.cond_var]
-    kwargs = {}
-    if args.backbone_kwargs:
-        try:
-            kwargs = json.loads(args.backbone_kwargs)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"--backbone-kwargs: expected a JSON object, got {args.backbone_kwargs!r}"
-            ) from exc
+    train = _json_group("--train", args.train) or {}
+    for key, value in (("max_steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr)):
+        if value is not None:
+            train[key] = value
     fitted = fit(
         data,
         cond,
+        recipe=args.recipe,
+        backbone=_json_group("--backbone", args.backbone),
+        objective=_json_group("--objective", args.objective),
+        train=train or None,
         var=var,
-        backbone=args.backbone,
-        backbone_kwargs=kwargs or None,
-        objective=args.objective,
-        max_steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
         device=args.device,
         seed=args.seed,
         checkpoint_dir=args.checkpoint_dir,
@@ -196,6 +201,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     info["history_rows"] = len(history)
     info["last_log"] = history[-1] if history else None
     print(repr(fitted))
+    if fitted.recipe is not None:
+        print(f"recipe: {fitted.recipe.name} ({fitted.recipe.summary})")
     print(json.dumps(info, indent=2))
     return 0
 
@@ -216,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit a model to a data file and save it",
         description="Fit a one-step generator to DATA and save it to --out. DATA is a .npy or "
         ".npz array of shape (N, ...) or a .nc file whose variable has 'sample' as first dim. "
-        "Shapes (N, D), (N, T, D) and (N, C, H, W) get a default backbone.",
+        "The setting is a recipe chosen from the data's shape and condition (--recipe).",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -229,25 +236,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--cond-var", help="variable of the --cond file, if it has several")
     tr.add_argument(
-        "--backbone",
+        "--recipe",
         default="auto",
-        help="auto (default: mlp for (N, D), unet1d for (N, T, D), unet2d for (N, C, H, W)), "
-        "mlp, unet1d, transformer or unet2d",
+        help="auto (default: chosen from the data, see README), vectors, trajectory_map, "
+        "trajectory_ensemble, policy, images, images_large",
     )
     tr.add_argument(
-        "--backbone-kwargs",
-        metavar="JSON",
-        help='backbone config as JSON, e.g. \'{"hidden": 128, "depth": 3}\'; add '
-        '\'"prediction": "x"\' when DATA is a deterministic function of --cond',
+        "--backbone",
+        metavar="NAME|JSON",
+        help="change the recipe's network: a name (mlp, unet1d, transformer, unet2d) or JSON "
+        'such as \'{"hidden": 128, "prediction": "x"}\'',
     )
     tr.add_argument(
         "--objective",
-        default="mmf",
-        help="mmf (Modular MeanFlow, default), fm (flow matching) or regression",
+        metavar="NAME|JSON",
+        help="change the recipe's objective: mmf, fm, regression, or JSON such as "
+        '\'{"lam": "linear"}\'',
     )
-    tr.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
-    tr.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
-    tr.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    tr.add_argument(
+        "--train",
+        metavar="JSON",
+        help="change the recipe's trainer options, e.g. '{\"ema_decay\": 0.99}'",
+    )
+    tr.add_argument("--steps", type=int, help="optimizer steps (default: the recipe's)")
+    tr.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
+    tr.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
     tr.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
     tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     tr.add_argument("--checkpoint-dir", help="folder for training checkpoints")

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from meanflow_sci.core import Objective
 from meanflow_sci.core.target_field import ReferenceBank
 from meanflow_sci.train import TrainConfig, Trainer, cleanup_distributed, dist_info
 
@@ -36,13 +37,22 @@ class Out:
     lam: float
 
 
-class NoiseTimedFM:
+class NoiseTimedFM(Objective):
     """Flow matching whose time is a function of the noise the trainer passes, so a sample's
     loss does not depend on which rank computes it. Keeps a reference bank of the batches it
     sees, as the stable target field does (the trainer shares it across ranks)."""
 
+    name = "noise-timed-fm"
+    sampling_mode = "flow"
+
     def __init__(self) -> None:
         self.bank = ReferenceBank(40)
+
+    def config(self):
+        return {"name": self.name}
+
+    def share_across_ranks(self, all_gather):
+        self.bank.gather = all_gather
 
     def __call__(self, model, x, cond=None, *, step=0, t=None, r=None, noise=None):
         self.bank.push(x, cond)

@@ -8,10 +8,14 @@ from meanflow_sci.api import FittedModel, fit
 
 torch.set_num_threads(1)
 
-MLP_TINY = {"hidden": 32, "depth": 1, "emb_dim": 16}
-UNET1D_TINY = {"down_dims": [8, 16], "n_groups": 4, "emb_dim": 16}
+MLP_TINY = {"name": "mlp", "hidden": 32, "depth": 1, "emb_dim": 16}
+UNET1D_TINY = {"name": "unet1d", "down_dims": [8, 16], "n_groups": 4, "emb_dim": 16}
 UNET2D_TINY = {"base": 8, "channel_mults": [1, 2]}
-QUIET = {"progress": False, "log_every": 5}
+QUIET = {"progress": False}
+
+
+def steps(n, batch, **more):
+    return {"max_steps": n, "batch_size": batch, "log_every": 5, **more}
 
 
 def test_vectors_loss_falls_with_regression():
@@ -23,11 +27,8 @@ def test_vectors_loss_falls_with_regression():
         x,
         c,
         objective="regression",
-        max_steps=80,
-        batch_size=64,
-        lr=1e-2,
-        backbone_kwargs=MLP_TINY,
-        lr_warmup_steps=5,
+        train=steps(80, 64, lr=1e-2, lr_warmup_steps=5),
+        backbone=MLP_TINY,
         **QUIET,
     )
     mse = [row["mse"] for row in fm.history]
@@ -42,7 +43,8 @@ def test_vectors_loss_falls_with_regression():
 def test_vectors_mmf_lambda_curriculum_and_samples():
     g = np.random.default_rng(1)
     x = g.normal(size=(200, 2)) * [1.0, 5.0] + [10.0, -3.0]
-    fm = fit(x, lam="linear", max_steps=20, batch_size=50, backbone_kwargs=MLP_TINY, **QUIET)
+    fm = fit(x, objective={"lam": "linear"}, train=steps(20, 50), backbone=MLP_TINY, **QUIET)
+    assert fm.recipe.name == "vectors" and fm.recipe.objective.lam == "linear"
     assert isinstance(fm, FittedModel) and fm.backbone["name"] == "mlp"
     assert fm.sampling_mode == "mean" and fm.objective_config["name"] == "mmf"
     assert fm.steps_trained == 20 and fm.train_time_s > 0
@@ -67,9 +69,8 @@ def test_sequences_unet1d_torch_and_val():
     x = x.double()
     fm = fit(
         x,
-        max_steps=6,
-        batch_size=16,
-        backbone_kwargs=UNET1D_TINY,
+        train=steps(6, 16),
+        backbone=UNET1D_TINY,
         val_fraction=0.25,
         objective="fm",
         **QUIET,
@@ -90,7 +91,8 @@ def test_images_unet2d_dataarray_keeps_metadata():
         attrs={"units": "counts"},
         name="image",
     )
-    fm = fit(da, max_steps=3, batch_size=8, backbone_kwargs=UNET2D_TINY, **QUIET)
+    fm = fit(da, train=steps(3, 8), backbone=UNET2D_TINY, **QUIET)
+    assert fm.recipe.name == "images"
     assert fm.backbone["name"] == "unet2d" and fm.normalizer.mode == "minmax"
     out = fm.sample(4, seed=0)
     assert isinstance(out, xr.DataArray) and out.dtype == np.float32
@@ -109,10 +111,8 @@ def test_dataset_var_returns_dataset():
     fm = fit(
         ds,
         var="traj",
-        max_steps=3,
-        batch_size=8,
-        backbone="transformer",
-        backbone_kwargs={"width": 16, "depth": 1, "heads": 2},
+        train=steps(3, 8),
+        backbone={"name": "transformer", "width": 16, "depth": 1, "heads": 2},
         **QUIET,
     )
     out = fm.sample(2, seed=0)
@@ -128,10 +128,9 @@ def test_conditional_labels():
     fm = fit(
         x,
         labels,
-        max_steps=5,
-        batch_size=40,
-        backbone_kwargs=MLP_TINY,
-        guidance={"omega": 1.5, "drop_prob": 0.2},
+        train=steps(5, 40),
+        backbone=MLP_TINY,
+        objective={"guidance": {"omega": 1.5, "drop_prob": 0.2}},
         **QUIET,
     )
     assert fm.cond_spec["kind"] == "labels" and fm.backbone["config"]["num_classes"] == 3
@@ -145,7 +144,7 @@ def test_conditional_vector_dataarray():
     g = np.random.default_rng(4)
     c = xr.DataArray(g.normal(size=(80, 2)) * 100, dims=("sample", "param"))
     x = np.concatenate([c.values / 100, -c.values / 100], axis=1)
-    fm = fit(x, c, max_steps=5, batch_size=20, backbone_kwargs=MLP_TINY, **QUIET)
+    fm = fit(x, c, train=steps(5, 20), backbone=MLP_TINY, **QUIET)
     assert fm.cond_spec["kind"] == "vector" and fm.backbone["config"]["cond_dim"] == 2
     # the float cond is normalised inside the model
     assert fm.cond_normalizer is not None and fm.cond_normalizer.scale.min() > 10
@@ -157,33 +156,27 @@ def test_objective_instance_constant_lam_and_resume(tmp_path):
     from meanflow_sci.core import FlowMatching
 
     x = np.random.default_rng(5).normal(size=(40, 2))
-    fm = fit(
-        x, objective=FlowMatching(), max_steps=2, batch_size=8, backbone_kwargs=MLP_TINY, **QUIET
-    )
+    fm = fit(x, objective=FlowMatching(), train=steps(2, 8), backbone=MLP_TINY, **QUIET)
     assert fm.sampling_mode == "flow" and fm.objective_config["name"] == "fm"
-    fm = fit(x, lam=0.0, max_steps=2, batch_size=8, backbone_kwargs=MLP_TINY, **QUIET)
+    fm = fit(x, objective={"lam": 0.0}, train=steps(2, 8), backbone=MLP_TINY, **QUIET)
     assert fm.objective_config["lam"] == {"name": "constant", "value": 0.0}
     # checkpoints written during fit let a longer run resume from them
     ckpt = tmp_path / "ckpt"
     fit(
         x,
-        max_steps=4,
-        batch_size=8,
-        backbone_kwargs=MLP_TINY,
+        train=steps(4, 8, checkpoint_every=2),
+        backbone=MLP_TINY,
+        objective={"lam": "linear", "lam_warmup": 4},
         checkpoint_dir=ckpt,
-        checkpoint_every=2,
-        lam_warmup=4,
         **QUIET,
     )
     assert any(p.name.startswith("ckpt_") for p in ckpt.iterdir())
     resumed = fit(
         x,
-        max_steps=6,
-        batch_size=8,
-        backbone_kwargs=MLP_TINY,
+        train=steps(6, 8, checkpoint_every=2),
+        backbone=MLP_TINY,
+        objective={"lam": "linear", "lam_warmup": 4},
         checkpoint_dir=ckpt,
-        checkpoint_every=2,
-        lam_warmup=4,
         resume=True,
         **QUIET,
     )
@@ -200,19 +193,26 @@ def test_x_prediction_and_model_tangent_through_fit_and_save(tmp_path):
     g = np.random.default_rng(2)
     c = g.normal(size=(128, 2))
     x = c @ g.normal(size=(2, 6))
-    kw = {"hidden": 32, "depth": 1, "emb_dim": 16, "prediction": "x"}
-    fm = fit(x, c, tangent="model", max_steps=6, batch_size=32, backbone_kwargs=kw, **QUIET)
+    kw = {**MLP_TINY, "prediction": "x"}
+    fm = fit(x, c, objective={"tangent": "model"}, train=steps(6, 32), backbone=kw, **QUIET)
     assert fm.objective_config["tangent"] == "model"
-    assert fm.backbone["config"]["prediction"] == "x"
+    assert fm.backbone["prediction"] == "x"
     fm.save(tmp_path / "m")
     again = load(tmp_path / "m")
     assert again.objective_config == fm.objective_config
-    assert again.model.config.prediction == "x"
+    assert again.backbone == fm.backbone and type(again.model) is type(fm.model)
     np.testing.assert_array_equal(again.sample(cond=c[:4], seed=0), fm.sample(cond=c[:4], seed=0))
     with pytest.raises(InputError, match="tangent"):
-        fit(x, c, tangent="marginal", max_steps=2, backbone_kwargs=MLP_TINY, **QUIET)
-    fd = fit(x, c, jvp_backend="fd", max_steps=4, batch_size=32, backbone_kwargs=kw, **QUIET)
+        fit(x, c, objective={"tangent": "marginal"}, train=steps(2, 8), backbone=MLP_TINY, **QUIET)
+    fd = fit(x, c, objective={"jvp_backend": "fd"}, train=steps(4, 32), backbone=kw, **QUIET)
     assert fd.objective_config["jvp_backend"] == "fd"
     assert np.isfinite(fd.history[-1]["loss"])
     with pytest.raises(InputError, match="jvp_backend"):
-        fit(x, c, jvp_backend="fd", lam="linear", max_steps=2, backbone_kwargs=MLP_TINY, **QUIET)
+        fit(
+            x,
+            c,
+            objective={"jvp_backend": "fd", "lam": "linear"},
+            train=steps(2, 8),
+            backbone=MLP_TINY,
+            **QUIET,
+        )

@@ -12,8 +12,9 @@ from meanflow_sci.errors import CheckpointError, InputError
 
 torch.set_num_threads(1)
 
-MLP_TINY = {"hidden": 16, "depth": 1, "emb_dim": 8}
-FAST = {"max_steps": 2, "batch_size": 16, "backbone_kwargs": MLP_TINY, "progress": False}
+MLP_TINY = {"name": "mlp", "hidden": 16, "depth": 1, "emb_dim": 8}
+TWO_STEPS = {"max_steps": 2, "batch_size": 16}
+FAST = {"train": TWO_STEPS, "backbone": MLP_TINY, "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +52,9 @@ def test_save_load_conditional_xarray(tmp_path):
     fm = fit(
         da,
         cond,
-        max_steps=2,
-        batch_size=10,
+        train={"max_steps": 2, "batch_size": 10},
         progress=False,
-        backbone_kwargs={"down_dims": [8], "n_groups": 4, "emb_dim": 8},
+        backbone={"name": "unet1d", "down_dims": [8], "n_groups": 4, "emb_dim": 8},
     )
     back = load(fm.save(tmp_path / "m"))
     a, b = fm.sample(cond=cond[:3], seed=0), back.sample(cond=cond[:3], seed=0)
@@ -126,18 +126,19 @@ X = np.random.default_rng(2).normal(size=(20, 3))
             r"^var: .*\['a', 'b'\]",
         ),
         ({"data": xr.DataArray(X, dims=("d", "sample"))}, r"first dim is 'sample'"),
-        ({"backbone": "resnet"}, r"^backbone: .*'auto'.*'mlp'.*'resnet'"),
+        ({"backbone": "resnet"}, r"^backbone name: .*'mlp'.*'resnet'"),
         ({"backbone": "unet2d"}, r"^backbone: 'unet2d' expects"),
-        ({"objective": "ddpm"}, r"^objective: .*'fm'.*'mmf'.*'regression'"),
-        ({"max_steps": 0}, r"^max_steps"),
-        ({"batch_size": -1}, r"^batch_size"),
-        ({"lr": 0.0}, r"^lr"),
-        ({"lam": 2.0}, r"^lam"),
-        ({"guidance": {"omega": 2.0}}, r"^guidance: .*needs cond"),
+        ({"objective": "ddpm"}, r"^objective name: .*'fm'.*'mmf'.*'regression'"),
+        ({"train": {"max_steps": 0}}, r"^max_steps"),
+        ({"train": {"batch_size": -1}}, r"^batch_size"),
+        ({"train": {"lr": 0.0}}, r"^lr"),
+        ({"objective": {"lam": 2.0}}, r"^lam"),
+        ({"objective": {"guidance": {"omega": 2.0}}}, r"^objective\['guidance'\]: .*needs cond"),
         ({"val_fraction": 0.99}, r"^val_fraction"),
-        ({"backbone_kwargs": {"widht": 3}}, r"^backbone_kwargs"),
-        ({"backbone_kwargs": {"dim": 7}}, r"^backbone_kwargs\['dim'\]"),
-        ({"warmup": 3}, r"^fit: unexpected keyword arguments \['warmup'\]"),
+        ({"backbone": {"widht": 3}}, r"^backbone \('mlp'\): unknown options \['widht'\]"),
+        ({"backbone": {"dim": 7}}, r"^backbone\['dim'\]"),
+        ({"train": {"warmup": 3}}, r"^train: unknown options \['warmup'\]"),
+        ({"recipe": "poems"}, r"^recipe: .*'vectors'.*'poems'"),
         ({"resume": True}, r"^resume"),
     ],
 )
@@ -184,8 +185,8 @@ def test_fit_from_a_fitted_network(vec_model):
 
     x = np.random.default_rng(2).normal(size=(40, 3))
     with pytest.raises(InputError, match="backbone: expected a network with trainable"):
-        fit(x, backbone=vec_model.model, max_steps=2, batch_size=16, progress=False)
+        fit(x, backbone=vec_model.model, train=TWO_STEPS, progress=False)
     net = copy.deepcopy(vec_model.model).requires_grad_(True)
-    again = fit(x, backbone=net, max_steps=2, batch_size=16, progress=False)
+    again = fit(x, backbone=net, train=TWO_STEPS, progress=False)
     assert again.steps_trained == 2
     assert all(not p.requires_grad for p in vec_model.model.parameters())  # untouched

@@ -17,7 +17,7 @@ TINY = [
     "--batch-size",
     "8",
     "--quiet",
-    "--backbone-kwargs",
+    "--backbone",
     '{"hidden": 16, "depth": 1, "emb_dim": 8}',
 ]
 
@@ -44,6 +44,9 @@ def test_npy_round_trip(tmp_path, capsys):
     info = json.loads(text[text.index("{") :])
     assert info["backbone"]["name"] == "mlp" and info["steps_trained"] == 2
     assert info["data_spec"]["shape"] == [3]
+    # the resolved recipe is saved with the model and shown first
+    assert "recipe: vectors" in text and info["recipe"]["name"] == "vectors"
+    assert info["recipe"]["train"]["max_steps"] == 2
 
 
 def test_nc_conditional_round_trip(tmp_path):
@@ -74,8 +77,8 @@ def test_nc_conditional_round_trip(tmp_path):
         "--batch-size",
         "8",
         "--quiet",
-        "--backbone-kwargs",
-        '{"down_dims": [8], "n_groups": 4, "emb_dim": 8}',
+        "--backbone",
+        '{"name": "unet1d", "down_dims": [8], "n_groups": 4, "emb_dim": 8}',
     ]
     assert main(args) == 0
     new_cond = tmp_path / "new.npy"

@@ -14,8 +14,8 @@ from meanflow_sci.tasks.control import (
     episode_returns,
     load_dataset,
     make_env,
-    make_windows,
 )
+from meanflow_sci.tasks.control.policy import make_windows
 
 
 @pytest.fixture(scope="module")

@@ -27,19 +27,17 @@ def tiny_policy(pendulum_ds):
     torch.set_num_threads(1)
     return train_policy(
         pendulum_ds,
-        objective="mmf",
         horizon=4,
         n_action_steps=2,
-        backbone_kwargs=TINY,
-        max_steps=3,
-        batch_size=16,
+        backbone=TINY,
+        train={"max_steps": 3, "batch_size": 16},
         device="cpu",
         progress=False,
     )
 
 
 def test_tiny_policy_trains_and_runs_an_evaluation_episode(tiny_policy):
-    assert tiny_policy.model.steps_trained == 3
+    assert tiny_policy.model.steps_trained == 3 and tiny_policy.model.recipe.name == "policy"
     out = tiny_policy.plan(np.zeros((3, 2, 4), dtype=np.float32))
     assert out.shape == (3, 2, 1) and np.isfinite(out).all()
     res = evaluate(
@@ -86,9 +84,8 @@ def test_trajectory_generator_and_save_load(pendulum_ds, tmp_path):
         objective="regression",
         horizon=4,
         n_action_steps=2,
-        backbone_kwargs=TINY,
-        max_steps=2,
-        batch_size=16,
+        backbone=TINY,
+        train={"max_steps": 2, "batch_size": 16},
         device="cpu",
         progress=False,
     )
@@ -119,14 +116,13 @@ def test_evaluate_bad_input(tiny_policy):
 
 
 def test_compare_runs_methods_on_the_same_seeds(pendulum_ds):
-    from meanflow_sci.tasks.control import compare, format_table
+    from benchmarks.policies import compare, format_table
 
     out = compare(
         pendulum_ds,
         methods=("bc", "fm-1", "fm-10"),
-        train_steps=2,
-        batch_size=16,
-        backbone_kwargs=TINY,
+        train={"max_steps": 2, "batch_size": 16},
+        backbone=TINY,
         horizon=4,
         n_action_steps=2,
         eval_episodes=1,

@@ -193,7 +193,8 @@ def test_config_round_trip():
         ModularMeanFlow(lam="cosine", lam_warmup=7, time_sampler="uniform", ratio_r_neq_t=0.5),
         ModularMeanFlow(lam=0.3, guidance=Guidance(omega=1.5)),
         ModularMeanFlow(tangent="model"),
-        ModularMeanFlow(target="model", lam="linear"),
+        ModularMeanFlow(lam="linear", jvp_backend="func", target_field="stf", reference_size=8),
+        FlowMatching(time_sampler={"name": "logit_normal", "mu": 0.3}, adaptive_p=0.5),
         FlowMatching(),
         Regression(),
     ]:
@@ -260,16 +261,15 @@ def test_jvp_backends_agree_on_a_backbone(lam):
 
 
 class ExactDataNet(nn.Module):
-    """An x-prediction network whose data estimate is the exact target x = A cond."""
+    """A data-estimate network whose estimate is the exact target x = A cond:
+    u = (z_t - A cond) / max(t, 0.05), the exact average velocity for t >= 0.05."""
 
     def __init__(self, a: torch.Tensor) -> None:
         super().__init__()
         self.a = a
 
     def forward(self, z, r, t, cond=None):
-        from meanflow_sci.nn.embeddings import to_velocity
-
-        return to_velocity(cond @ self.a.T, z, t, "x")
+        return (z - cond @ self.a.T) / t.clamp_min(0.05)[:, None]
 
 
 @pytest.mark.parametrize("lam", [0.0, 1.0])
@@ -338,54 +338,6 @@ def test_model_tangent_keeps_the_exact_solution_of_a_deterministic_map():
     assert float(out.mse.max()) < 1e-20
 
 
-@pytest.mark.parametrize("lam", [0.0, 1.0])
-def test_model_target_uses_the_models_velocity_in_target_and_tangent(lam):
-    """target="model": on r < t, v -> u(z, t, t) in the target and the JVP; r = t keeps eps - x."""
-    x, noise, t, r, model, z, v_hat = _model_velocity_case()
-    obj = ModularMeanFlow(lam=lam, adaptive_p=0.0, target="model")
-    assert obj.tangent == "model"
-    out = obj(model, x, t=t, r=r, noise=noise)
-    moving = (t > r)[:, None]
-    v = torch.where(moving, v_hat, noise - x)
-    torch.testing.assert_close(
-        out.loss, _reference_loss(model, z, r, t, v, v), rtol=1e-5, atol=1e-6
-    )
-    # The r = t rows are flow matching, as with the conditional target; the others differ.
-    base = ModularMeanFlow(lam=lam, adaptive_p=0.0, tangent="model")(
-        model, x, t=t, r=r, noise=noise
-    )
-    torch.testing.assert_close(out.loss[~moving[:, 0]], base.loss[~moving[:, 0]])
-    assert not torch.allclose(out.loss[moving[:, 0]], base.loss[moving[:, 0]])
-    # Gradients reach the network through u (and, with λ > 0, the JVP) only, never the target.
-    out.loss.mean().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-
-
-def test_model_target_keeps_the_exact_solution_of_a_deterministic_map():
-    g = torch.Generator().manual_seed(5)
-    a = torch.randn(5, 2, generator=g, dtype=torch.float64)
-    cond = torch.randn(32, 2, generator=g, dtype=torch.float64)
-    t = 0.05 + 0.95 * torch.rand(32, generator=g, dtype=torch.float64)
-    r = t * torch.rand(32, generator=g, dtype=torch.float64)
-    out = ModularMeanFlow(target="model", lam=1.0)(ExactDataNet(a), cond @ a.T, cond, t=t, r=r)
-    assert float(out.mse.max()) < 1e-20
-    # With the model's velocity the r < t rows test self-consistency alone: a network whose
-    # flow is consistent but lands off the data has zero loss there, and only the flow-matching
-    # rows (r = t) see the data.
-    r = torch.where(torch.arange(32) % 2 == 0, t, r)
-    wrong = ModularMeanFlow(target="model")(ExactDataNet(a), cond @ a.T + 0.1, cond, t=t, r=r)
-    assert float(wrong.mse[t == r].min()) > 1e-6
-    assert float(wrong.mse[t > r].max()) < 1e-20
-
-
-def test_model_target_rejects_bad_values_and_guidance():
-    with pytest.raises(InputError, match="target"):
-        ModularMeanFlow(target="marginal")
-    with pytest.raises(InputError, match="target.*omega=2.0"):
-        ModularMeanFlow(target="model", guidance=Guidance(omega=2.0))
-    ModularMeanFlow(target="model", guidance=Guidance(omega=1.0))  # dropout alone is fine
-
-
 def test_fd_backend_approximates_the_jvp_and_matches_the_loss():
     """jvp_backend="fd": a backward difference close to the exact JVP, reusing u when fp32."""
     x, noise, t, r, model, z, _ = _model_velocity_case()
@@ -435,28 +387,52 @@ class _RecordTimes(nn.Module):
         return self.lin(z) * (1 + t - r).unsqueeze(1)
 
 
-def test_interval_warmup_starts_as_flow_matching_and_ramps():
-    obj = ModularMeanFlow(time_sampler="uniform", ratio_r_neq_t=1.0, interval_warmup=100)
-    x = torch.randn(4000, 3)
-    shares = []
-    for step in (0, 50, 100, 500):
-        model = _RecordTimes(3)
-        torch.manual_seed(step)
-        obj(model, x, step=step)
-        r, t = model.calls[0]  # the loss's own forward; a JVP follows only when some r < t
-        shares.append((r < t).float().mean().item())
-        if step == 0:
-            assert len(model.calls) == 1  # pure flow matching: no time derivative computed
-    assert shares[0] == 0.0
-    assert abs(shares[1] - 0.5) < 0.03
-    assert shares[2] > 0.99 and shares[3] > 0.99
-    # Times passed in are used as given during the warm-up.
+@pytest.mark.parametrize("backend", ["auto", "fd"])
+def test_no_time_derivative_without_intervals_and_given_times_used_as_given(backend):
+    # Every drawn r = t: one forward, no JVP (the batch is plain flow matching).
+    obj = ModularMeanFlow(time_sampler="uniform", ratio_r_neq_t=0.0, jvp_backend=backend)
     model = _RecordTimes(3)
-    obj(model, x[:4], step=0, t=torch.full((4,), 0.9), r=torch.full((4,), 0.2))
-    assert bool((model.calls[0][0] == 0.2).all())
-    again = objective_from_config(obj.config())
-    assert again.interval_warmup == 100
-    with pytest.raises(InputError, match="interval_warmup"):
-        ModularMeanFlow(interval_warmup=-1)
-    with pytest.raises(InputError, match="interval_warmup"):
-        ModularMeanFlow(interval_warmup=0.5)
+    obj(model, torch.randn(64, 3))
+    assert len(model.calls) == 1 and torch.equal(*model.calls[0])
+    # Times passed in are the loss's own; the time derivative runs on the r < t rows alone.
+    model = _RecordTimes(3)
+    t, r = torch.tensor([0.9, 0.9, 0.5, 0.4]), torch.tensor([0.2, 0.9, 0.1, 0.4])
+    obj(model, torch.randn(4, 3), t=t, r=r)
+    assert torch.equal(model.calls[0][0], r) and torch.equal(model.calls[0][1], t)
+    assert all(len(c[0]) == 2 for c in model.calls[1:])  # rows 0 and 2
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"target": "model"}, {"coupling": "ot"}, {"interval_warmup": 100}],
+)
+def test_removed_options_are_refused(kwargs):
+    """Options measured without a gain were removed (docs/ablations.md): passing one fails."""
+    with pytest.raises(TypeError, match=next(iter(kwargs))):
+        ModularMeanFlow(**kwargs)
+    if "coupling" in kwargs:
+        with pytest.raises(TypeError, match="coupling"):
+            FlowMatching(**kwargs)
+    cfg = {**ModularMeanFlow().config(), **kwargs}
+    with pytest.raises(TypeError, match=next(iter(kwargs))):
+        objective_from_config(cfg)
+
+
+def test_every_objective_follows_the_protocol():
+    from meanflow_sci.core import OBJECTIVES, Objective, time_derivative
+
+    model, x = SmallNet(3), torch.randn(4, 3)
+    for name, cls in OBJECTIVES.items():
+        obj = cls()
+        assert isinstance(obj, Objective) and obj.name == name == obj.config()["name"]
+        assert obj.sampling_mode in ("mean", "flow", "regression")
+        assert isinstance(obj.label_needs(), list)
+        with obj.evaluating() as inside:
+            assert inside is obj and obj(model, x).loss.shape == (4,)
+        assert obj.share_across_ranks(None) is None
+    assert ModularMeanFlow.time_derivative is time_derivative
+    # Anything else is refused where an objective is expected, naming what was given.
+    with pytest.raises(InputError, match="objective: expected one of .* an Objective instance"):
+        make_objective(lambda model, x, cond=None, **kw: None)
+    with pytest.raises(InputError, match=r"with \['lam'\]"):
+        make_objective(ModularMeanFlow(), lam=0.5)

@@ -160,21 +160,25 @@ def test_fit_takes_the_target_field_and_checks_it_up_front():
     fitted = mfs.fit(
         x,
         cond=torch.randint(0, 2, (64,)),
-        target_field="stf",
-        max_steps=3,
-        batch_size=16,
+        objective={"target_field": "stf"},
+        train={"max_steps": 3, "batch_size": 16},
+        backbone={"hidden": 16},
         progress=False,
-        backbone_kwargs={"hidden": 16},
     )
     assert fitted.objective_config["target_field"] == "stf"
+    stf = {"target_field": "stf"}
     for kwargs, match in (
-        ({"target_field": "marginal"}, "target_field"),
-        ({"target_field": "stf", "objective": "regression"}, "regression"),
-        ({"target_field": "stf", "objective": ModularMeanFlow()}, "instance"),
-        ({"target_field": "stf", "cond": torch.randn(64, 2)}, r"class labels .*\(the reference"),
+        ({"objective": {"target_field": "marginal"}}, "target_field"),
+        ({"objective": {**stf, "name": "regression"}}, "regression"),
+        ({"objective": stf, "cond": torch.randn(64, 2)}, r"class labels .*\(the reference"),
+        # An instance is checked the same way, before any training step.
+        (
+            {"objective": FlowMatching(**stf), "cond": torch.randn(64, 2)},
+            r"target_field: 'stf' needs no condition or integer class labels",
+        ),
     ):
         with pytest.raises(InputError, match=match):
-            mfs.fit(x, max_steps=2, progress=False, **kwargs)
+            mfs.fit(x, train={"max_steps": 2}, progress=False, **kwargs)
 
 
 def test_validation_scores_the_conditional_target_and_keeps_the_bank():
@@ -224,12 +228,29 @@ def test_a_reference_of_another_kind_is_not_used_and_the_bank_starts_again():
 
 
 def test_objectives_list_the_options_that_need_class_labels():
-    from meanflow_sci.core.coupling import LABEL_NEED as OT
+    from meanflow_sci.core import Regression
     from meanflow_sci.core.target_field import LABEL_NEED as STF
 
-    assert FlowMatching().label_needs() == []
+    assert FlowMatching().label_needs() == [] and Regression().label_needs() == []
     assert ModularMeanFlow(target_field="stf").label_needs() == [STF]
-    assert FlowMatching(target_field="stf", coupling="ot").label_needs() == [STF, OT]
+    assert FlowMatching(target_field="stf").label_needs() == [STF]
     with pytest.raises(InputError, match=r"target_field: 'stf' .*\(the reference .*'conditional'"):
         z, x, v = torch.randn(3, 4, 2)
         stable_target(z, torch.rand(4), x, v, torch.randn(4, 3))
+
+
+def test_shared_across_ranks_the_bank_holds_the_gathered_batches():
+    # A stand-in for the all-gather of two ranks: every batch arrives twice (rank 1 = rank 0 + 1).
+    def gather(a):
+        return torch.cat([a, a + 1]) if a.is_floating_point() else torch.cat([a, a])
+
+    obj = ModularMeanFlow(target_field="stf", reference_size=64, jvp_backend="fd", adaptive_p=0.0)
+    obj.share_across_ranks(gather)
+    x, labels = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    obj(_Net(), x, labels)
+    assert len(obj.bank) == 16
+    torch.testing.assert_close(obj.bank.x, torch.cat([x, x + 1]))
+    assert torch.equal(obj.bank.cond, torch.cat([labels, labels]))
+    obj.share_across_ranks(None)  # back to one process
+    obj(_Net(), x, labels)
+    assert len(obj.bank) == 24

@@ -3,7 +3,8 @@ import pytest
 import torch
 import xarray as xr
 
-from meanflow_sci.data import cond_for_sampling, cond_to_tensor, data_to_tensor, tensor_to_data
+from meanflow_sci.data import cond_to_tensor, data_to_tensor, tensor_to_data
+from meanflow_sci.data.convert import cond_for_sampling
 from meanflow_sci.errors import InputError
 
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from meanflow_sci.data import Normalizer, default_mode
+from meanflow_sci.data import Normalizer
+from meanflow_sci.data.normalize import default_mode
 from meanflow_sci.errors import InputError
 
 

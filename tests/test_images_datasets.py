@@ -10,13 +10,12 @@ from PIL import Image
 from meanflow_sci.errors import InputError
 from meanflow_sci.tasks.images import (
     augment_hflip,
-    check_images,
-    check_labels,
     load_cifar10,
     load_dataset,
     load_digits,
     load_image_folder,
 )
+from meanflow_sci.tasks.images.datasets import check_images, check_labels
 
 
 @pytest.mark.parametrize("size", [8, 16, 32])

@@ -7,17 +7,18 @@ from PIL import Image
 
 from meanflow_sci.errors import InputError
 from meanflow_sci.tasks.images import (
-    DigitClassifierConfig,
     MetricUnavailableError,
     digit_classifier,
     evaluate_images,
-    frechet_distance,
     inception_extractor,
     load_digits,
-    make_grid,
-    precision_recall,
-    save_image_grid,
     save_panels,
+)
+from meanflow_sci.tasks.images.grid import make_grid, save_image_grid
+from meanflow_sci.tasks.images.metrics import (
+    DigitClassifierConfig,
+    frechet_distance,
+    precision_recall,
 )
 
 TINY = DigitClassifierConfig(width=8, feature_dim=16, epochs=3, batch_size=32)

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from meanflow_sci.api import unet2d_layout
 from meanflow_sci.errors import InputError
-from meanflow_sci.tasks.images import default_unet_kwargs, fit_images, load_digits, sample_images
+from meanflow_sci.tasks.images import fit_images, load_digits, sample_images
 
 TINY_UNET = {"base": 8, "channel_mults": (1, 2)}
 
@@ -17,9 +18,9 @@ def digits():
 
 
 def test_unet_defaults_follow_resolution():
-    assert default_unet_kwargs(8)["channel_mults"] == (1, 2)
-    assert default_unet_kwargs(16)["channel_mults"] == (1, 2, 2)
-    assert default_unet_kwargs(32)["attn_resolutions"] == (16,)
+    assert unet2d_layout(8)["channel_mults"] == (1, 2)
+    assert unet2d_layout(16)["channel_mults"] == (1, 2, 2)
+    assert unet2d_layout(32)["attn_resolutions"] == (16,)
 
 
 def test_tiny_unet_trains_with_guidance_and_samples_in_range(digits):
@@ -29,15 +30,13 @@ def test_tiny_unet_trains_with_guidance_and_samples_in_range(digits):
         images,
         labels,
         num_classes=10,
-        guidance={"omega": 1.5, "kappa": 0.0, "drop_prob": 0.1},
-        backbone_kwargs=TINY_UNET,
-        max_steps=4,
-        batch_size=16,
+        objective={"guidance": {"omega": 1.5, "kappa": 0.0, "drop_prob": 0.1}},
+        backbone=TINY_UNET,
+        train={"max_steps": 4, "batch_size": 16, "log_every": 1},
         device="cpu",
         progress=False,
-        log_every=1,
     )
-    assert fitted.backbone["name"] == "unet2d"
+    assert fitted.backbone["name"] == "unet2d" and fitted.recipe.name == "images"
     assert fitted.steps_trained == 4 and len(fitted.history) >= 1
     assert all(torch.isfinite(torch.tensor(h["mse"])) for h in fitted.history)
     for steps in (1, 2):
@@ -56,9 +55,8 @@ def test_flow_matching_and_flip_augmentation(digits):
         images[:32],
         objective="fm",
         hflip=True,
-        backbone_kwargs=TINY_UNET,
-        max_steps=2,
-        batch_size=8,
+        backbone=TINY_UNET,
+        train={"max_steps": 2, "batch_size": 8},
         device="cpu",
         progress=False,
     )
@@ -69,7 +67,7 @@ def test_flow_matching_and_flip_augmentation(digits):
 
 def test_bad_input_is_rejected_before_training(digits):
     images, labels = digits
-    common = dict(max_steps=1, batch_size=8, device="cpu", progress=False)
+    common = dict(train={"max_steps": 1, "batch_size": 8}, device="cpu", progress=False)
     bad = labels.clone()
     bad[5] = 10
     with pytest.raises(InputError, match=r"labels: expected class labels in \[0, 9\], got 10"):
@@ -79,4 +77,4 @@ def test_bad_input_is_rejected_before_training(digits):
     with pytest.raises(InputError, match="shape"):
         fit_images(images, labels[:-1], num_classes=10, **common)
     with pytest.raises(InputError, match="guidance"):
-        fit_images(images, guidance={"omega": 2.0}, **common)
+        fit_images(images, objective={"guidance": {"omega": 2.0}}, **common)

@@ -1,4 +1,5 @@
-"""Backbones: shapes, forward-mode differentiability, conditioning, errors and the registry."""
+"""Backbones and their wrappers: shapes, forward-mode differentiability, conditioning, errors,
+the registry and the spec that rebuilds a (wrapped) network."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ import json
 
 import pytest
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch.func import jvp
 
 from meanflow_sci.errors import InputError
 from meanflow_sci.nn import (
     BACKBONES,
+    DataEstimate,
+    Flattened,
     auto_backbone,
     backbone_spec,
     build_backbone,
+    build_backbone_from_spec,
+    wrap_backbone,
 )
 
 torch.set_num_threads(1)
@@ -226,13 +232,13 @@ def test_spec_round_trip(name):
     model = make(name, num_classes=3)
     spec = backbone_spec(model)
     spec = json.loads(json.dumps(spec))  # must survive JSON
-    assert spec["name"] == name
-    twin = build_backbone(spec["name"], **spec["config"])
+    assert spec["name"] == name and spec["prediction"] == "u" and spec["flatten"] is None
+    twin = build_backbone_from_spec(spec)
     assert type(twin) is type(model)
     assert twin.config == model.config
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in twin.state_dict().items()}
-    twin.load_state_dict(perturb(model).state_dict())
+    twin.load_state_dict(perturb(model).state_dict(), strict=True)
     x = torch.randn(SHAPES[name][1])
     r, t = times(x.shape[0])
     labels = torch.arange(x.shape[0]) % 3
@@ -280,36 +286,180 @@ def test_all_names_import():
         assert getattr(nn_pkg, name) is not None
 
 
+# ---- wrappers: the data-estimate output and flattening for flat networks
+
+FLAT = (5, 3)  # one flattened sample: an MLP with dim 15
+
+
+def flat_mlp(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_backbone("mlp", dim=15, hidden=32, depth=2, emb_dim=16, cond_dim=2)
+
+
+class FixedData(torch.nn.Module):
+    """An inner network whose data estimate is a fixed ``x0``, whatever its inputs."""
+
+    def __init__(self, x0: torch.Tensor) -> None:
+        super().__init__()
+        self.x0 = torch.nn.Parameter(x0.clone())
+
+    def forward(self, x, r, t, cond=None):
+        return self.x0.expand_as(x)
+
+
+# (model builder, sample shape) for every wrapped combination
+COMBOS = {
+    "mlp-x": (lambda: wrap_backbone(perturb(make("mlp")), prediction="x"), (3,)),
+    "mlp-flat-u": (lambda: wrap_backbone(perturb(flat_mlp()), sample_shape=FLAT), FLAT),
+    "mlp-flat-x": (
+        lambda: wrap_backbone(perturb(flat_mlp()), prediction="x", sample_shape=FLAT),
+        FLAT,
+    ),
+    "unet1d-x": (lambda: wrap_backbone(perturb(make("unet1d")), prediction="x"), (5, 3)),
+    "transformer-x": (
+        lambda: wrap_backbone(perturb(make("transformer")), prediction="x"),
+        (5, 3),
+    ),
+    "unet2d-x": (lambda: wrap_backbone(perturb(make("unet2d")), prediction="x"), (2, 5, 6)),
+}
+
+
+def _cond(model: torch.nn.Module, b: int) -> torch.Tensor | None:
+    return torch.randn(b, 2) if backbone_spec(model)["config"]["cond_dim"] else None
+
+
+def test_data_estimate_of_a_fixed_x0_is_the_velocity_to_it():
+    x0 = torch.randn(3, 4)
+    net = DataEstimate(FixedData(x0))
+    z = torch.randn(3, 4)
+    t = torch.tensor([1.0, 0.3, 0.01])  # the last one below the floor 0.05
+    u = net(z, torch.zeros(3), t)
+    torch.testing.assert_close(u[:2], (z[:2] - x0[:2]) / t[:2, None])
+    torch.testing.assert_close(u[2], (z[2] - x0[2]) / 0.05)
+    # one Euler step of the average velocity from t to 0 lands on x0
+    torch.testing.assert_close(z[:2] - t[:2, None] * u[:2], x0[:2])
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_x_prediction_reads_the_output_as_data(name):
-    """With prediction="x", u = (x_t - F) / max(t, 0.05) for the "u" network's output F."""
-    base = perturb(make(name))
-    xpred = make(name, prediction="x")
-    xpred.load_state_dict(base.state_dict())
-    x = torch.randn(SHAPES[name][0])
+def test_data_estimate_reads_the_backbone_output_as_data(name):
+    inner = perturb(make(name))
+    net = DataEstimate(inner)
+    x = torch.randn(SHAPES[name][1])
     r, t = times(x.shape[0])
-    t = torch.cat([t[:-1], torch.tensor([0.01])])  # one time below the floor
-    f = base(x, r, t)
+    t = torch.cat([t[:-1], torch.tensor([0.01])])
     tt = t.clamp_min(0.05).reshape(-1, *([1] * (x.ndim - 1)))
-    torch.testing.assert_close(xpred(x, r, t), (x - f) / tt)
-    # A fresh x-prediction network outputs F = 0: its one-step sample from noise is zero.
-    fresh = make(name, prediction="x")
+    torch.testing.assert_close(net(x, r, t), (x - inner(x, r, t)) / tt)
+    # a fresh backbone outputs F = 0: the one-step sample from noise is zero
+    fresh = DataEstimate(make(name))
     one = torch.ones(x.shape[0])
     torch.testing.assert_close(x - fresh(x, 0 * one, one), torch.zeros_like(x))
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_x_prediction_jvp_matches_finite_difference(name):
-    model = perturb(make(name, prediction="x")).double()
-    x = torch.randn(SHAPES[name][0], dtype=torch.float64)
-    r, t = times(x.shape[0], torch.float64)
+def test_flattened_reshapes_around_the_flat_network():
+    inner = perturb(flat_mlp())
+    net = Flattened(inner, FLAT)
+    x = torch.randn(4, *FLAT)
+    r, t = times(4)
+    cond = torch.randn(4, 2)
+    out = net(x, r, t, cond)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, inner(x.reshape(4, 15), r, t, cond).reshape(4, *FLAT))
+    # reshaping is a bijection: the flat and the structured views hold the same numbers
+    torch.testing.assert_close(out.reshape(4, 15).reshape(4, *FLAT), out)
+    with pytest.raises(InputError, match=r"x: expected a tensor of shape \(B, 5, 3\)"):
+        net(torch.randn(4, 3, 5), r, t, cond)
+
+
+@pytest.mark.parametrize("combo", sorted(COMBOS))
+def test_wrapped_jvp_matches_finite_difference_and_dual_tensors(combo):
+    make, shape = COMBOS[combo]
+    model = make().double()
+    x = torch.randn(3, *shape, dtype=torch.float64)
+    r, t = times(3, torch.float64)
+    t = t + 0.05  # away from the floor's kink, where a finite difference is not the derivative
+    cond = _cond(model, 3)
+    cond = None if cond is None else cond.double()
     v = torch.randn_like(x)
-    _, tangent = jvp(lambda x_, t_: model(x_, r, t_), (x, t), (v, torch.ones_like(t)))
+
+    def f(z, r_, t_):
+        return model(z, r_, t_, cond)
+
+    out, tangent = jvp(f, (x, r, t), (v, torch.zeros_like(r), torch.ones_like(t)))
     eps = 1e-6
-    fd = (model(x + eps * v, r, t + eps) - model(x - eps * v, r, t - eps)) / (2 * eps)
+    with torch.no_grad():
+        fd = (f(x + eps * v, r, t + eps) - f(x - eps * v, r, t - eps)) / (2 * eps)
+        torch.testing.assert_close(out, f(x, r, t))
+    assert tangent.abs().max() > 1e-3  # not vacuous
     torch.testing.assert_close(tangent, fd, rtol=1e-5, atol=1e-6)
+    # the objectives also call models on forward-mode dual tensors
+    with fwAD.dual_level():
+        dual = f(fwAD.make_dual(x, v), r, fwAD.make_dual(t, torch.ones_like(t)))
+        primal, dual_tangent = fwAD.unpack_dual(dual)
+        torch.testing.assert_close(primal, out)
+        torch.testing.assert_close(dual_tangent, tangent)
 
 
-def test_bad_prediction_raises():
-    with pytest.raises(InputError, match="prediction"):
-        build_backbone("mlp", dim=3, prediction="eps")
+@pytest.mark.parametrize("combo", sorted(COMBOS))
+def test_spec_round_trip_rebuilds_the_wrapped_network(combo):
+    make, shape = COMBOS[combo]
+    model = make()
+    spec = json.loads(json.dumps(backbone_spec(model)))  # must survive JSON
+    assert spec["prediction"] == ("x" if combo.endswith("x") else "u")
+    assert spec["flatten"] == (list(FLAT) if "flat" in combo else None)
+    twin = build_backbone_from_spec(spec)
+    assert backbone_spec(twin) == spec
+    twin.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, *shape)
+    r, t = times(2)
+    cond = _cond(model, 2)
+    assert torch.equal(twin(x, r, t, cond), model(x, r, t, cond))
+
+
+def test_old_specs_without_wrapper_keys_still_build():
+    model = perturb(make("mlp"))
+    spec = backbone_spec(model)
+    old = {"name": spec["name"], "config": spec["config"]}
+    assert backbone_spec(build_backbone_from_spec(old)) == {
+        **old,
+        "prediction": "u",
+        "flatten": None,
+    }
+    # a model saved when prediction was a config field: its bare weights load strictly
+    legacy = {"name": "mlp", "config": {**spec["config"], "prediction": "x"}}
+    net = build_backbone_from_spec(legacy)
+    assert isinstance(net, DataEstimate) and backbone_spec(net)["prediction"] == "x"
+    net.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(4, 3)
+    r, t = times(4)
+    torch.testing.assert_close(net(x, r, t), DataEstimate(model)(x, r, t))
+    with pytest.raises(InputError, match="'prediction' given twice"):
+        build_backbone_from_spec({**legacy, "prediction": "u"})
+    with pytest.raises(InputError, match=r"unknown keys \['wrapper'\]"):
+        build_backbone_from_spec({**old, "wrapper": "x"})
+    with pytest.raises(InputError, match="spec: expected a dict"):
+        build_backbone_from_spec({"name": "mlp"})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_old_prediction_config_field_is_refused(name):
+    with pytest.raises(InputError, match="'prediction' is no longer a field.*wrap_backbone"):
+        build_backbone(name, **SMALL[name], prediction="x")
+
+
+def test_wrap_backbone_refuses_what_it_cannot_wrap():
+    mlp = make("mlp")
+    with pytest.raises(InputError, match="prediction: expected one of"):
+        wrap_backbone(mlp, prediction="eps")
+    with pytest.raises(InputError, match="dim=15"):
+        wrap_backbone(mlp, sample_shape=FLAT)
+    with pytest.raises(InputError, match="flat backbone"):
+        wrap_backbone(make("unet1d"), sample_shape=(5, 3))
+    with pytest.raises(InputError, match="sample_shape"):
+        wrap_backbone(flat_mlp(), sample_shape=(15, 0))
+    with pytest.raises(InputError, match="sample_shape"):
+        Flattened(flat_mlp(), 15)
+    with pytest.raises(InputError, match="net: expected a bare backbone"):
+        wrap_backbone(wrap_backbone(mlp, prediction="x"), prediction="x")
+    with pytest.raises(InputError, match="model: expected an instance"):
+        backbone_spec(Flattened(DataEstimate(flat_mlp()), FLAT))  # not wrap_backbone's order
+    assert wrap_backbone(mlp) is mlp

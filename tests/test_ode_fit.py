@@ -12,16 +12,15 @@ def test_fit_conditional_and_evaluate_end_to_end():
     grid = np.linspace(0.0, 2.0, 8)
     train = ode.simulate("van_der_pol", 48, t=grid, seed=0, rtol=1e-5, atol=1e-7)
     test = ode.simulate("van_der_pol", 8, t=grid, seed=1, rtol=1e-5, atol=1e-7)
-    data, cond = ode.fit_inputs(train, "conditional", flatten=True)
+    data, cond = ode.fit_inputs(train, "conditional")
     model = meanflow_sci.fit(
         data,
         cond,
-        backbone="mlp",
-        backbone_kwargs={"hidden": 16, "depth": 1},
-        max_steps=3,
-        batch_size=16,
+        backbone={"hidden": 16, "depth": 1},
+        train={"max_steps": 3, "batch_size": 16},
         progress=False,
     )
+    assert model.recipe.name == "trajectory_map"
     out = ode.evaluate(model, test, steps=2)
     for key in (
         "rel_l2_median",
@@ -44,13 +43,12 @@ def test_fit_unconditional_sequence_and_evaluate():
     data, cond = ode.fit_inputs(train, "unconditional")
     assert cond is None and tuple(data.shape) == (32, 4, 2)
     model = meanflow_sci.fit(
-        data.reshape(32, -1),
-        backbone="mlp",
-        backbone_kwargs={"hidden": 16, "depth": 1},
-        max_steps=2,
-        batch_size=16,
+        data,
+        backbone={"hidden": 16, "depth": 1},
+        train={"max_steps": 2, "batch_size": 16},
         progress=False,
     )
+    assert model.recipe.name == "trajectory_ensemble"
     out = ode.evaluate(model, train, setting="unconditional", n_samples=20)
     assert out["n"] == 20 and len(out["sw_per_time"]) == 4
     assert "conserved_drift_median" in out and "rel_l2_median" not in out

@@ -5,15 +5,8 @@ import pytest
 import torch
 
 from meanflow_sci.errors import InputError
-from meanflow_sci.tasks.ode import (
-    NearestNeighbour,
-    evaluate,
-    fit_neural_ode,
-    mmd,
-    relative_l2,
-    simulate,
-    sliced_wasserstein,
-)
+from meanflow_sci.tasks.ode import NearestNeighbour, evaluate, fit_neural_ode, relative_l2, simulate
+from meanflow_sci.tasks.ode.metrics import mmd, sliced_wasserstein
 
 KW = dict(t=np.linspace(0.0, 4.0, 16), rtol=1e-6, atol=1e-8)
 

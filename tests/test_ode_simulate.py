@@ -114,7 +114,7 @@ def test_fit_inputs_shapes():
     data, cond = fit_inputs(ds, "conditional")
     assert tuple(data.shape) == (5, 64, 2) and tuple(cond.shape) == (5, 6)
     np.testing.assert_allclose(cond[:, :2].numpy(), ds["x0"].values, rtol=1e-6)
-    flat, none = fit_inputs(ds, "unconditional", flatten=True)
-    assert tuple(flat.shape) == (5, 128) and none is None
+    seq, none = fit_inputs(ds, "unconditional")
+    assert tuple(seq.shape) == (5, 64, 2) and none is None
     with pytest.raises(InputError, match="setting"):
         fit_inputs(ds, "sideways")

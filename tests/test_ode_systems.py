@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from meanflow_sci.errors import InputError
-from meanflow_sci.tasks.ode import SYSTEMS, ODESystem, get_system, register_system, simulate
+from meanflow_sci.tasks.ode import SYSTEMS, ODESystem, register_system, simulate
+from meanflow_sci.tasks.ode.systems import get_system
 
 
 @pytest.mark.parametrize("name", sorted(SYSTEMS))

@@ -11,10 +11,22 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from meanflow_sci.core import Objective
 from meanflow_sci.train import DistInfo, TrainConfig, Trainer, dist_info, list_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "_ddp_script.py"
+
+
+class _NotCalled(Objective):
+    name = "unused"
+    sampling_mode = "flow"
+
+    def __call__(self, model, x, cond=None, *, step=0, t=None, r=None, noise=None):
+        raise AssertionError("not called")
+
+    def config(self):
+        return {"name": self.name}
 
 
 @pytest.mark.slow
@@ -82,11 +94,11 @@ def test_dist_info_and_rank_shards_union_to_the_single_process_batch(monkeypatch
     cfg = TrainConfig(max_steps=1, batch_size=6, progress=False, device="cpu")
     data = torch.arange(40.0).view(20, 2)
     net = torch.nn.Linear(2, 2)
-    single = Trainer(net, lambda *a, **k: None, data, config=cfg)
+    single = Trainer(net, _NotCalled(), data, config=cfg)
     x_all, _, noise_all = single.next_batch()
     shards = []
     for rank in range(3):
-        tr = Trainer(net, lambda *a, **k: None, data, config=cfg)
+        tr = Trainer(net, _NotCalled(), data, config=cfg)
         tr.dist = DistInfo(rank=rank, world_size=3)
         shards.append(tr.next_batch())
     assert torch.equal(torch.cat([s[0] for s in shards]), x_all)

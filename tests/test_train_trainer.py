@@ -2,12 +2,14 @@
 
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
 import torch
 from torch import nn
 
+from meanflow_sci.core import Objective
 from meanflow_sci.errors import InputError, TrainingDivergedError
 from meanflow_sci.train import (
     EMA,
@@ -19,7 +21,7 @@ from meanflow_sci.train import (
     resolve_device,
 )
 from meanflow_sci.train.checkpoint import list_checkpoints
-from meanflow_sci.train.trainer import _make_optimizer
+from meanflow_sci.train.config import make_optimizer
 
 torch.set_num_threads(1)
 
@@ -42,15 +44,17 @@ class Out:
     lam: float
 
 
-class StandInFM:
-    """Stand-in objective of the contract: flow matching with t drawn from the global RNG."""
+class StandInFM(Objective):
+    """Stand-in objective of the protocol: flow matching with t drawn from the global RNG."""
 
+    name = "stand-in"
     sampling_mode = "flow"
 
     def __init__(self, poison=lambda call: False) -> None:
         self.calls = 0
         self.poison = poison  # call index -> return a NaN loss
         self.autocast_seen = []
+        self.evaluating_seen = []
 
     def __call__(self, model, x, cond=None, *, step=0, t=None, r=None, noise=None):
         self.autocast_seen.append(torch.is_autocast_enabled("cpu"))
@@ -61,10 +65,26 @@ class StandInFM:
         mse = ((u.float() - (noise - x)) ** 2).mean(dim=1)
         loss = mse * math.nan if self.poison(self.calls) else mse
         self.calls += 1
+        self.evaluating_seen.append(self.in_evaluation)
         return Out(loss, mse.detach(), min(1.0, step / 10))
+
+    in_evaluation = False
+
+    @contextmanager
+    def evaluating(self):
+        self.in_evaluation = True
+        try:
+            yield self
+        finally:
+            self.in_evaluation = False
 
     def config(self):
         return {"name": "stand-in"}
+
+
+class _Unjsonable(StandInFM):
+    def config(self):
+        return {"name": "stand-in", "schedule": object()}
 
 
 def _data(n=256, dim=2, seed=0):
@@ -107,7 +127,7 @@ def test_config_rejects_bad_values_naming_the_field(field, value):
 def test_config_round_trips_through_json():
     cfg = _cfg(seed=3, betas=(0.9, 0.95))
     assert TrainConfig(**json.loads(json.dumps(cfg.to_dict()))) == cfg
-    assert _make_optimizer(torch.nn.Linear(2, 2), cfg).defaults["betas"] == (0.9, 0.95)
+    assert make_optimizer(torch.nn.Linear(2, 2), cfg).defaults["betas"] == (0.9, 0.95)
 
 
 def test_optimizer_is_fused_and_steps_like_the_per_tensor_loop():
@@ -116,7 +136,7 @@ def test_optimizer_is_fused_and_steps_like_the_per_tensor_loop():
     twin.load_state_dict(net.state_dict())
     start = net.net[0].weight.detach().clone()
     cfg = _cfg(lr=1e-2, weight_decay=0.1)
-    opt = _make_optimizer(net, cfg)
+    opt = make_optimizer(net, cfg)
     assert opt.defaults["fused"] is True
     split = [
         {"params": [p for p in twin.parameters() if p.dim() >= 2], "weight_decay": 0.1},
@@ -237,7 +257,10 @@ def test_validation_mse_is_recorded_and_deterministic():
     result = trainer.train()
     assert [("val_mse" in h) for h in result.history] == [True, True]
     rng = torch.get_rng_state()
+    obj = trainer.objective
+    seen = len(obj.evaluating_seen)
     assert trainer.evaluate() == trainer.evaluate() == result.history[-1]["val_mse"]
+    assert all(obj.evaluating_seen[seen:]) and not any(obj.evaluating_seen[:5])
     assert torch.equal(rng, torch.get_rng_state())  # validation leaves the RNG alone
 
 
@@ -300,6 +323,8 @@ def test_huge_lr_diverges_cleanly_or_recovers_and_saves_only_finite_weights(tmp_
         (dict(metadata={"f": object()}), "metadata"),
         (dict(callbacks=[1]), "callbacks"),
         (dict(model=lambda x, r, t, c=None: x), "model"),
+        (dict(objective=lambda model, x, cond=None, **kw: None), "objective: expected a"),
+        (dict(objective=_Unjsonable()), "objective: expected config"),
         (dict(config={"max_steps": 3}), "config"),
     ],
 )

@@ -3,20 +3,19 @@
 This package imports neither ``meanflow_sci.nn`` nor ``meanflow_sci.train``.
 """
 
-from .coupling import COUPLINGS, ot_pair_noise
+from .guidance import Guidance, null_cond
+from .jvp import JVP_BACKENDS, time_derivative
 from .objective import (
     OBJECTIVES,
     FlowMatching,
-    Guidance,
-    LossOutput,
     ModularMeanFlow,
     Regression,
     make_objective,
-    null_cond,
     objective_from_config,
     sg_lambda,
 )
 from .paths import PathSample, expand_time, linear_path
+from .protocol import LossOutput, Objective
 from .sampling import SAMPLING_MODES, sample, uniform_time_grid
 from .schedules import (
     SCHEDULES,
@@ -36,12 +35,11 @@ from .time_samplers import (
 )
 
 __all__ = [
-    "COUPLINGS",
-    "TARGET_FIELDS",
-    "ReferenceBank",
+    "JVP_BACKENDS",
     "OBJECTIVES",
     "SAMPLING_MODES",
     "SCHEDULES",
+    "TARGET_FIELDS",
     "TIME_SAMPLERS",
     "ConstantSchedule",
     "CosineWarmup",
@@ -51,7 +49,9 @@ __all__ = [
     "LogitNormalTimeSampler",
     "LossOutput",
     "ModularMeanFlow",
+    "Objective",
     "PathSample",
+    "ReferenceBank",
     "Regression",
     "StepWarmup",
     "TimeSample",
@@ -63,9 +63,9 @@ __all__ = [
     "make_time_sampler",
     "null_cond",
     "objective_from_config",
-    "ot_pair_noise",
-    "stable_target",
     "sample",
     "sg_lambda",
+    "stable_target",
+    "time_derivative",
     "uniform_time_grid",
 ]

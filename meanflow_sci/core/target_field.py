@@ -17,8 +17,9 @@ marginal velocity as the plain target as the reference grows, so the loss has th
 its bias for a finite reference is O(1 / size).
 
 The reference is the current batch plus a first-in first-out bank of recent batches (no extra
-data passes). Under ``torchrun`` the trainer gives the bank a gather over the ranks, so every
-rank's bank holds the recent global batches. With class labels the reference is restricted to
+data passes). Under ``torchrun`` the trainer hands the objective an all-gather over the ranks
+(``share_across_ranks``), which gives it to the bank, so every rank's bank holds the recent
+global batches. With class labels the reference is restricted to
 the sample's class (samples whose label was dropped for guidance use every class); float
 conditions are refused, since a posterior under a continuous condition cannot be estimated from a
 bank of other conditions.
@@ -61,8 +62,8 @@ class ReferenceBank:
         self.size = check_positive_int("reference_size", size)
         self.x: torch.Tensor | None = None
         self.cond: torch.Tensor | None = None
-        # Maps a local batch to the batches of every process (the trainer sets it under
-        # torchrun), so that each rank's bank holds the recent global batches.
+        # Maps a local batch to the batches of every process (set through the objective's
+        # share_across_ranks under torchrun), so that each rank's bank holds the global batches.
         self.gather: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __len__(self) -> int:

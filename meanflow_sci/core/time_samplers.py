@@ -31,17 +31,10 @@ class TimeSample:
 
 
 def _order_and_tie(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    ratio_r_neq_t: float,
-    generator: torch.Generator | None,
-    ratio_r_zero: float = 0.0,
+    a: torch.Tensor, b: torch.Tensor, ratio_r_neq_t: float, generator: torch.Generator | None
 ) -> TimeSample:
     t, r = torch.maximum(a, b), torch.minimum(a, b)
     tie = torch.rand(a.shape, device=a.device, generator=generator) >= ratio_r_neq_t
-    if ratio_r_zero > 0:  # no extra draw otherwise, so existing seeds give the same samples
-        zero = torch.rand(a.shape, device=a.device, generator=generator) < ratio_r_zero
-        r = torch.where(zero, torch.zeros_like(r), r)
     return TimeSample(t=t, r=torch.where(tie, t, r))
 
 
@@ -53,32 +46,18 @@ class LogitNormalTimeSampler:
         mu: mean of the normal before the sigmoid.
         sigma: standard deviation before the sigmoid.
         ratio_r_neq_t: fraction of the batch with ``r != t``.
-        ratio_r_zero: fraction of the ``r != t`` samples whose interval is stretched to end at
-            the data (``r = 0``), the intervals the one-step sampler uses (0: none).
-        r_mu, r_sigma: a separate logit-normal for the second draw (``None``: ``mu``, ``sigma``).
-            A low ``r_mu`` puts most intervals' ends near the data; MeanFlow's later CIFAR-10
-            recipe draws ``t`` from (-0.6, 1.6) and ``r`` from (-4.0, 1.6). The pair is still
-            ordered, so ``r <= t`` always holds.
 
     Example:
-        >>> LogitNormalTimeSampler(mu=-0.6, sigma=1.6, r_mu=-4.0, ratio_r_neq_t=0.75)(8)
+        >>> LogitNormalTimeSampler(mu=-0.4, sigma=1.6, ratio_r_neq_t=0.5)(8)
     """
 
     mu: float = -0.4
     sigma: float = 1.0
     ratio_r_neq_t: float = 0.25
-    ratio_r_zero: float = 0.0
-    r_mu: float | None = None
-    r_sigma: float | None = None
 
     def __post_init__(self) -> None:
         check_range("sigma", self.sigma, 1e-6, None)
-        if self.r_sigma is not None:
-            check_range("r_sigma", self.r_sigma, 1e-6, None)
-        if self.r_mu is not None:
-            check_range("r_mu", self.r_mu, None, None)
         check_range("ratio_r_neq_t", self.ratio_r_neq_t, 0.0, 1.0)
-        check_range("ratio_r_zero", self.ratio_r_zero, 0.0, 1.0)
 
     def __call__(
         self,
@@ -87,11 +66,8 @@ class LogitNormalTimeSampler:
         generator: torch.Generator | None = None,
     ) -> TimeSample:
         n = torch.randn(2, batch, device=device, generator=generator)
-        r_mu = self.mu if self.r_mu is None else self.r_mu
-        r_sigma = self.sigma if self.r_sigma is None else self.r_sigma
-        a = torch.sigmoid(n[0] * self.sigma + self.mu)
-        b = torch.sigmoid(n[1] * r_sigma + r_mu)
-        return _order_and_tie(a, b, self.ratio_r_neq_t, generator, self.ratio_r_zero)
+        a, b = torch.sigmoid(n * self.sigma + self.mu)
+        return _order_and_tie(a, b, self.ratio_r_neq_t, generator)
 
     def config(self) -> dict[str, Any]:
         return {"name": "logit_normal", **asdict(self)}
@@ -103,15 +79,12 @@ class UniformTimeSampler:
 
     Args:
         ratio_r_neq_t: fraction of the batch with ``r != t``.
-        ratio_r_zero: fraction of the ``r != t`` samples with ``r = 0`` (0: none).
     """
 
     ratio_r_neq_t: float = 0.25
-    ratio_r_zero: float = 0.0
 
     def __post_init__(self) -> None:
         check_range("ratio_r_neq_t", self.ratio_r_neq_t, 0.0, 1.0)
-        check_range("ratio_r_zero", self.ratio_r_zero, 0.0, 1.0)
 
     def __call__(
         self,
@@ -120,7 +93,7 @@ class UniformTimeSampler:
         generator: torch.Generator | None = None,
     ) -> TimeSample:
         a, b = torch.rand(2, batch, device=device, generator=generator)
-        return _order_and_tie(a, b, self.ratio_r_neq_t, generator, self.ratio_r_zero)
+        return _order_and_tie(a, b, self.ratio_r_neq_t, generator)
 
     def config(self) -> dict[str, Any]:
         return {"name": "uniform", **asdict(self)}

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from meanflow_sci.errors import InputError, check_batch_match, check_choice, describe
+from meanflow_sci.errors import InputError, check_batch_match, describe
 from meanflow_sci.nn.layers import Linear, SiLU, silu
 
 __all__ = [
@@ -27,15 +27,7 @@ __all__ = [
     "check_backbone_inputs",
     "check_cond_config",
     "group_count",
-    "PREDICTIONS",
-    "check_prediction",
-    "to_velocity",
 ]
-
-PREDICTIONS = ("u", "x")
-# Floor on t in the x-prediction ``u = (x_t - F) / max(t, T_FLOOR)``; below it the map from F to u
-# is still one-to-one, so no velocity field becomes unreachable.
-T_FLOOR = 0.05
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -95,27 +87,6 @@ class TimeEmbedding(nn.Module):
         feats_t = self.sinusoid(t).to(dtype)
         feats_h = self.sinusoid(t - r).to(dtype)
         return self.t_mlp(feats_t) + self.h_mlp(feats_h)
-
-
-def check_prediction(prediction: str) -> None:
-    """Validate the ``prediction`` field every backbone config carries."""
-    check_choice("prediction", prediction, PREDICTIONS)
-
-
-def to_velocity(out: Tensor, x: Tensor, t: Tensor, prediction: str) -> Tensor:
-    """Turn the network output into the average velocity ``u``.
-
-    ``"u"`` returns it as it is. ``"x"`` reads it as a data estimate ``F`` and returns
-    ``u = (x_t - F) / max(t, 0.05)``. On the linear path every average velocity ending at a
-    deterministic target ``x_0`` is ``(x_t - x_0) / t``, whatever ``r``, so with ``"x"`` the network
-    only has to output ``x_0``: it no longer has to carry the noise through to its output, which
-    is what limits a one-step model of a deterministic map (conditional ODE trajectories) at a
-    given width. The map ``F -> u`` is one-to-one for every ``t``, so nothing becomes unreachable.
-    """
-    if prediction == "u":
-        return out
-    tt = t.clamp_min(T_FLOOR).reshape(-1, *([1] * (x.ndim - 1))).to(out.dtype)
-    return (x.to(out.dtype) - out) / tt
 
 
 def check_cond_config(cond_dim: int, num_classes: int) -> None:

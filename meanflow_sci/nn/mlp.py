@@ -10,8 +10,6 @@ from meanflow_sci.errors import check_positive_int
 from meanflow_sci.nn.embeddings import (
     BackboneEmbedding,
     check_cond_config,
-    check_prediction,
-    to_velocity,
 )
 from meanflow_sci.nn.layers import LayerNorm, Linear, silu
 
@@ -29,8 +27,6 @@ class MLPConfig:
         cond_dim: Length of a float condition vector (0: none).
         num_classes: Number of class labels (0: none).
         emb_dim: Width of the time/condition embedding.
-        prediction: ``"u"`` (the network outputs the average velocity) or ``"x"`` (it outputs a
-            data estimate; see :func:`meanflow_sci.nn.embeddings.to_velocity`).
     """
 
     dim: int
@@ -39,7 +35,6 @@ class MLPConfig:
     cond_dim: int = 0
     num_classes: int = 0
     emb_dim: int = 128
-    prediction: str = "u"
 
     def __post_init__(self) -> None:
         check_positive_int("dim", self.dim)
@@ -47,7 +42,6 @@ class MLPConfig:
         check_positive_int("depth", self.depth)
         check_positive_int("emb_dim", self.emb_dim)
         check_cond_config(self.cond_dim, self.num_classes)
-        check_prediction(self.prediction)
 
 
 class _FiLMBlock(nn.Module):
@@ -107,4 +101,4 @@ class MLP(nn.Module):
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, emb)
-        return to_velocity(self.out(silu(self.out_norm(h))), x, t, self.config.prediction)
+        return self.out(silu(self.out_norm(h)))

@@ -20,8 +20,6 @@ from meanflow_sci.errors import InputError, check_positive_int, check_range
 from meanflow_sci.nn.embeddings import (
     BackboneEmbedding,
     check_cond_config,
-    check_prediction,
-    to_velocity,
 )
 from meanflow_sci.nn.layers import GELU, LayerNorm, Linear
 
@@ -77,8 +75,6 @@ class Transformer1DConfig:
         max_len: Longest sequence ``T`` accepted (size of the positional table).
         cond_dim: Length of a float condition vector (0: none).
         num_classes: Number of class labels (0: none).
-        prediction: ``"u"`` (the network outputs the average velocity) or ``"x"`` (it outputs a
-            data estimate; see :func:`meanflow_sci.nn.embeddings.to_velocity`).
     """
 
     channels: int
@@ -89,7 +85,6 @@ class Transformer1DConfig:
     max_len: int = 512
     cond_dim: int = 0
     num_classes: int = 0
-    prediction: str = "u"
 
     def __post_init__(self) -> None:
         check_positive_int("channels", self.channels)
@@ -101,7 +96,6 @@ class Transformer1DConfig:
         check_range("mlp_ratio", self.mlp_ratio, 1e-6, None)
         check_positive_int("max_len", self.max_len)
         check_cond_config(self.cond_dim, self.num_classes)
-        check_prediction(self.prediction)
 
 
 class _Block(nn.Module):
@@ -186,5 +180,4 @@ class Transformer1D(nn.Module):
         for block in self.blocks:
             h = block(h, emb)
         shift, scale = self.out_ada(emb)[:, None, :].chunk(2, dim=-1)
-        out = self.out(self.out_norm(h) * (1 + scale) + shift)
-        return to_velocity(out, x, t, self.config.prediction)
+        return self.out(self.out_norm(h) * (1 + scale) + shift)

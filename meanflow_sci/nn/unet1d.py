@@ -17,8 +17,6 @@ from meanflow_sci.errors import InputError, check_positive_int
 from meanflow_sci.nn.embeddings import (
     BackboneEmbedding,
     check_cond_config,
-    check_prediction,
-    to_velocity,
 )
 from meanflow_sci.nn.layers import Conv1d, ConvTranspose1d, GroupNorm, Linear, mish
 
@@ -37,8 +35,6 @@ class UNet1DConfig:
         cond_dim: Length of a float condition vector (0: none).
         num_classes: Number of class labels (0: none).
         emb_dim: Width of the time/condition embedding.
-        prediction: ``"u"`` (the network outputs the average velocity) or ``"x"`` (it outputs a
-            data estimate; see :func:`meanflow_sci.nn.embeddings.to_velocity`).
     """
 
     channels: int
@@ -48,7 +44,6 @@ class UNet1DConfig:
     cond_dim: int = 0
     num_classes: int = 0
     emb_dim: int = 128
-    prediction: str = "u"
 
     def __post_init__(self) -> None:
         check_positive_int("channels", self.channels)
@@ -70,7 +65,6 @@ class UNet1DConfig:
             )
         check_positive_int("emb_dim", self.emb_dim)
         check_cond_config(self.cond_dim, self.num_classes)
-        check_prediction(self.prediction)
 
 
 class _ConvBlock(nn.Module):
@@ -184,4 +178,4 @@ class UNet1D(nn.Module):
         h = self.final(h)
         if pad:
             h = h[:, :, :length]
-        return to_velocity(rearrange(h, "b d t -> b t d"), x, t, self.config.prediction)
+        return rearrange(h, "b d t -> b t d")

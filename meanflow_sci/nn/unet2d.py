@@ -13,9 +13,7 @@ from meanflow_sci.errors import InputError, check_positive_int, check_range
 from meanflow_sci.nn.embeddings import (
     BackboneEmbedding,
     check_cond_config,
-    check_prediction,
     group_count,
-    to_velocity,
 )
 from meanflow_sci.nn.layers import Conv2d, GroupNorm, Linear, silu
 from meanflow_sci.nn.transformer import RMSNorm, math_attention
@@ -40,8 +38,6 @@ class UNet2DConfig:
         num_classes: Number of class labels (0: none).
         resolution: Nominal input size used to read ``attn_resolutions`` (level ``i`` has size
             ``resolution / 2**i``). Any input size works at run time.
-        prediction: ``"u"`` (the network outputs the average velocity) or ``"x"`` (it outputs a
-            data estimate; see :func:`meanflow_sci.nn.embeddings.to_velocity`).
     """
 
     in_channels: int
@@ -53,7 +49,6 @@ class UNet2DConfig:
     cond_dim: int = 0
     num_classes: int = 0
     resolution: int = 32
-    prediction: str = "u"
 
     def __post_init__(self) -> None:
         check_positive_int("in_channels", self.in_channels)
@@ -75,7 +70,6 @@ class UNet2DConfig:
                 f"halved per level), got {self.attn_resolutions}"
             )
         check_cond_config(self.cond_dim, self.num_classes)
-        check_prediction(self.prediction)
 
     def level_sizes(self) -> list[int]:
         """Nominal feature-map size of each level."""
@@ -239,4 +233,4 @@ class UNet2D(nn.Module):
         h = self.conv_out(silu(self.out_norm(h)))
         if pad_h or pad_w:
             h = h[:, :, :height, :width]
-        return to_velocity(h, x, t, self.config.prediction)
+        return h

@@ -1,29 +1,24 @@
-"""The one trainer: :class:`Trainer`, its :class:`TrainConfig`, checkpoints, EMA and DDP helpers."""
+"""The one trainer: :class:`Trainer`, its :class:`TrainConfig`, checkpoints, EMA and DDP helpers.
+
+Beside the loop (``trainer.py``): its options, LR schedule and input checks (``config.py``),
+device and precision (``device.py``), checkpoints, EMA and the ``torchrun`` helpers.
+"""
 
 from meanflow_sci.train.checkpoint import (
-    Checkpoint,
     latest_checkpoint,
     list_checkpoints,
     read_checkpoint,
     write_checkpoint,
 )
+from meanflow_sci.train.config import TrainConfig, get_lr
+from meanflow_sci.train.device import resolve_autocast_dtype, resolve_device
 from meanflow_sci.train.distributed import DistInfo, cleanup_distributed, dist_info
 from meanflow_sci.train.ema import EMA
-from meanflow_sci.train.trainer import (
-    PRECISIONS,
-    TrainConfig,
-    Trainer,
-    TrainResult,
-    get_lr,
-    resolve_autocast_dtype,
-    resolve_device,
-)
+from meanflow_sci.train.trainer import Trainer, TrainResult
 
 __all__ = [
-    "Checkpoint",
     "DistInfo",
     "EMA",
-    "PRECISIONS",
     "TrainConfig",
     "TrainResult",
     "Trainer",

@@ -8,74 +8,32 @@ fitted with :func:`meanflow_sci.fit` (:func:`train_policy`) and sampled in one s
 Example:
     >>> from meanflow_sci.tasks import control
     >>> ds = control.collect("InvertedPendulum-v5", 10, expert_kwargs={"gain_jitter": 0.3})
-    >>> policy = control.train_policy(ds, objective="mmf", max_steps=1000)
+    >>> policy = control.train_policy(ds, train={"max_steps": 1000})
     >>> control.evaluate(policy, "InvertedPendulum-v5", n_episodes=5)["normalised_score"]
 """
 
-from meanflow_sci.tasks.control.baselines import METHODS, MethodSpec, compare, format_table
-from meanflow_sci.tasks.control.collect import (
-    check_dataset,
-    collect,
-    episode_returns,
-    load_dataset,
-)
-from meanflow_sci.tasks.control.envs import ENVS, EnvInfo, env_dims, env_info, make_env
-from meanflow_sci.tasks.control.evaluate import (
-    Policy,
-    evaluate,
-    normalised_score,
-    reference_returns,
-)
-from meanflow_sci.tasks.control.experts import (
-    EXPERTS,
-    REWARD_MODELS,
-    Expert,
-    LQRExpert,
-    MPPIExpert,
-    RandomExpert,
-    ReacherExpert,
-    make_expert,
-)
-from meanflow_sci.tasks.control.metrics import branch_statistics, elbow_branch
-from meanflow_sci.tasks.control.policy import (
-    ChunkPolicy,
-    PolicyConfig,
-    load_policy,
-    make_windows,
-    train_policy,
-)
+from meanflow_sci.tasks.control.collect import check_dataset, collect, episode_returns, load_dataset
+from meanflow_sci.tasks.control.envs import ENVS, make_env
+from meanflow_sci.tasks.control.evaluate import evaluate, reference_returns
+from meanflow_sci.tasks.control.experts import EXPERTS, ReacherExpert, make_expert
+from meanflow_sci.tasks.control.metrics import branch_statistics
+from meanflow_sci.tasks.control.policy import ChunkPolicy, PolicyConfig, load_policy, train_policy
 
 __all__ = [
+    "ChunkPolicy",
     "ENVS",
     "EXPERTS",
-    "METHODS",
-    "MethodSpec",
-    "REWARD_MODELS",
-    "ChunkPolicy",
-    "EnvInfo",
-    "Expert",
-    "LQRExpert",
-    "MPPIExpert",
-    "Policy",
     "PolicyConfig",
-    "RandomExpert",
     "ReacherExpert",
     "branch_statistics",
     "check_dataset",
     "collect",
-    "compare",
-    "format_table",
-    "elbow_branch",
-    "env_dims",
-    "env_info",
     "episode_returns",
     "evaluate",
     "load_dataset",
     "load_policy",
     "make_env",
     "make_expert",
-    "make_windows",
-    "normalised_score",
     "reference_returns",
     "train_policy",
 ]

@@ -17,7 +17,7 @@ a diffusion-policy-like 100), ``"regression"`` is behaviour cloning on the same 
 
 Example:
     >>> ds = collect("InvertedPendulum-v5", 10, expert_kwargs={"gain_jitter": 0.3})
-    >>> policy = train_policy(ds, objective="mmf", max_steps=1000)
+    >>> policy = train_policy(ds, train={"max_steps": 1000})
     >>> evaluate(policy, "InvertedPendulum-v5", n_episodes=5)["mean_return"]
 """
 
@@ -275,46 +275,38 @@ def train_policy(
     dataset: xr.Dataset,
     *,
     kind: str = "chunk",
-    objective: Any = "mmf",
     horizon: int = 8,
     n_obs_steps: int | None = None,
     n_action_steps: int = 4,
-    backbone: str = "unet1d",
-    backbone_kwargs: dict | None = None,
+    recipe: Any = "policy",
+    backbone: Any = None,
+    objective: Any = None,
+    train: Any = None,
     steps: int | None = None,
-    max_steps: int = 2000,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    adaptive_p: float = 0.0,
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
     name: str | None = None,
-    **fit_kwargs: Any,
 ) -> ChunkPolicy:
     """Fit a chunk or trajectory policy on demonstrations with :func:`meanflow_sci.fit`.
+
+    The setting is the ``"policy"`` recipe (:data:`meanflow_sci.RECIPES`): a small UNet1D, MMF
+    at λ = 0 (λ > 0 pulls the one-step map towards the conditional mean, which merges
+    multimodal demonstrations) with the plain squared error (``adaptive_p = 0``: on Reacher
+    chunks MeanFlow's ``p = 1`` left the network far from the data, final mse 0.63 against
+    0.045 after 1500 steps, and its one-step chunks averaged the two elbow branches).
 
     Args:
         dataset: From ``collect``.
         kind: ``"chunk"`` or ``"trajectory"``.
-        objective: ``"mmf"``, ``"fm"``, ``"regression"`` or an objective instance.
         horizon: Generated steps per decision.
         n_obs_steps: Conditioning observations (default 2 for chunks, 1 for trajectories, whose
             condition is the start state).
         n_action_steps: Executed actions per decision.
-        backbone: ``"unet1d"`` or ``"transformer"`` (sequence backbones).
-        backbone_kwargs: Backbone config fields (e.g. ``{"down_dims": (64, 128)}``).
+        recipe, backbone, objective, train, seed, device, progress: Passed to ``fit`` (e.g.
+            ``objective="fm"``, ``train={"max_steps": 1500}``).
         steps: Sampling steps (default 1; pass 10 or 100 for flow matching).
-        max_steps, batch_size, lr, seed, device, progress: Passed to ``fit``.
-        adaptive_p: Power of MMF's adaptive loss weight ``1 / (|err|^2 + c)^p``; unused by
-            ``"fm"`` and ``"regression"``. Policies default to 0 (plain squared error): on
-            Reacher action chunks ``p = 1`` (``fit``'s default, tuned for images) left the
-            network far from the data (final mse 0.63 against 0.045 after 1500 steps) and its
-            one-step chunks averaged the two elbow branches, as behaviour cloning does.
         name: Label for tables.
-        **fit_kwargs: Further ``fit`` options (``lam``, ``time_sampler``, ``ema_decay``, ...).
-            ``lam`` keeps ``fit``'s default 0 (MeanFlow's stop-gradient loss): λ > 0 pulls the
-            one-step map towards the conditional mean, which merges multimodal demonstrations.
 
     Returns:
         A :class:`ChunkPolicy`.
@@ -322,7 +314,6 @@ def train_policy(
     import meanflow_sci
 
     check_dataset(dataset)
-    check_choice("backbone", backbone, ("unet1d", "transformer"))
     if n_obs_steps is None:
         n_obs_steps = 1 if kind == "trajectory" else 2
     config = PolicyConfig(kind, horizon, n_obs_steps, n_action_steps)
@@ -330,17 +321,13 @@ def train_policy(
     fitted = meanflow_sci.fit(
         x,
         cond=cond,
+        recipe=recipe,
         backbone=backbone,
-        backbone_kwargs=backbone_kwargs,
         objective=objective,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        adaptive_p=adaptive_p,
+        train=train,
         seed=seed,
         device=device,
         progress=progress,
-        **fit_kwargs,
     )
     return ChunkPolicy(
         fitted,

@@ -1,20 +1,20 @@
 """Training and sampling image generators through :func:`meanflow_sci.fit`.
 
 There is no second training loop here: :func:`fit_images` checks images and labels, applies the
-optional flip augmentation, picks a UNet2D sized for the resolution, and calls ``fit``.
+optional flip augmentation, and calls ``fit`` with the ``"images"`` recipe.
 Class-conditional models may have classifier-free guidance trained into the target (MeanFlow
 §4), so guided samples still take one network evaluation.
 
 Example:
     >>> from meanflow_sci.tasks.images import load_digits, fit_images, sample_images
     >>> data = load_digits()
-    >>> fm = fit_images(data, guidance={"omega": 2.0}, max_steps=2000)  # doctest: +SKIP
+    >>> fm = fit_images(data, objective={"guidance": {"omega": 2.0}})  # doctest: +SKIP
     >>> x = sample_images(fm, labels=torch.arange(10), steps=1)        # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -23,20 +23,7 @@ from meanflow_sci.errors import InputError, check_positive_int
 from meanflow_sci.tasks.images.augment import augment_hflip
 from meanflow_sci.tasks.images.datasets import ImageData, check_images, check_labels
 
-__all__ = ["default_unet_kwargs", "fit_images", "sample_images"]
-
-
-def default_unet_kwargs(resolution: int) -> dict:
-    """UNet2D settings that fit a resolution: one halving per factor of 2 above 4x4.
-
-    8x8 -> two levels (8, 4); 16x16 -> three; 32x32 -> four with attention at 16x16 (DDPM's
-    CIFAR-10 layout, narrower).
-    """
-    check_positive_int("resolution", resolution)
-    levels = max(1, min(4, (resolution // 4).bit_length()))
-    mults = (1, 2, 2, 2)[:levels]
-    attn = (16,) if resolution >= 32 else ()
-    return {"base": 32, "channel_mults": mults, "attn_resolutions": attn, "resolution": resolution}
+__all__ = ["fit_images", "sample_images"]
 
 
 def fit_images(
@@ -45,28 +32,29 @@ def fit_images(
     *,
     num_classes: int | None = None,
     class_conditional: bool | None = None,
-    guidance: Any = None,
     hflip: bool = False,
-    objective: Any = "mmf",
-    backbone_kwargs: dict | None = None,
+    recipe: Any = "images",
+    backbone: Any = None,
+    objective: Any = None,
+    train: Any = None,
     **fit_kwargs: Any,
 ) -> Any:
-    """Train an image generator with ``meanflow_sci.fit`` and the UNet2D backbone.
+    """Train an image generator with ``meanflow_sci.fit`` and the ``"images"`` recipe.
+
+    The recipe's UNet2D takes one halving per factor of 2 above 4x4
+    (:func:`meanflow_sci.api.unet2d_layout`).
 
     Args:
         data: an :class:`ImageData` or images ``(N, C, H, W)`` (C = 1 or 3).
         labels: class labels ``(N,)``; default ``data.labels`` for an ImageData.
         num_classes: number of classes; default ``data.num_classes`` or ``labels.max() + 1``.
         class_conditional: condition on the labels; default True when labels exist.
-        guidance: classifier-free guidance trained into the target, a
-            :class:`~meanflow_sci.core.Guidance` or dict (``omega``, ``kappa``, ``drop_prob``);
-            needs class conditioning.
         hflip: append mirrored copies of the images (EDM-style flip augmentation; wrong for
             digits, right for CIFAR-10).
-        objective: "mmf", "fm", "regression" or an objective instance (passed to ``fit``).
-        backbone_kwargs: UNet2D config fields overriding :func:`default_unet_kwargs`.
-        **fit_kwargs: everything else ``fit`` takes (``max_steps``, ``batch_size``, ``lr``,
-            ``lam``, ``device``, ``seed``, ``progress``, ...).
+        recipe, backbone, objective, train: passed to ``fit``. Classifier-free guidance trained
+            into the target is ``objective={"guidance": {"omega": 2.0}}`` (needs class labels).
+        **fit_kwargs: ``fit``'s other arguments (``device``, ``seed``, ``progress``,
+            ``callbacks``, ``checkpoint_dir``, ...).
 
     Returns:
         The :class:`~meanflow_sci.FittedModel`; it samples tensors ``(n, C, H, W)``.
@@ -99,24 +87,17 @@ def fit_images(
             num_classes = int(probe.max()) + 1
         check_positive_int("num_classes", num_classes)
         cond = check_labels("labels", labels, images.shape[0], num_classes)
-    elif guidance is not None:
-        raise InputError(
-            "guidance: classifier-free guidance needs class labels (class_conditional)"
-        )
+        if backbone is None or isinstance(backbone, Mapping):
+            backbone = {**(backbone or {}), "num_classes": num_classes}
     if hflip:
         images, cond = augment_hflip(images, cond)
-    h, w = images.shape[-2:]
-    kwargs = default_unet_kwargs(max(h, w))
-    kwargs.update(backbone_kwargs or {})
-    if cond is not None:
-        kwargs["num_classes"] = num_classes
     return meanflow_sci.fit(
         images,
         cond,
-        backbone="unet2d",
-        backbone_kwargs=kwargs,
+        recipe=recipe,
+        backbone=backbone,
         objective=objective,
-        guidance=guidance,
+        train=train,
         **fit_kwargs,
     )
 

@@ -18,38 +18,22 @@ Example:
     >>> ode.evaluate(model, test, steps=1)["rel_l2_median"]  # doctest: +SKIP
 """
 
-from .baselines import NearestNeighbour, NeuralODE, fit_neural_ode
-from .metrics import (
-    conserved_drift,
-    error_vs_time,
-    evaluate,
-    marginal_distances,
-    mmd,
-    relative_l2,
-    sliced_wasserstein,
-)
-from .settings import SETTINGS, condition_of, fit_inputs
-from .simulate import integrate, simulate
-from .systems import SYSTEMS, ODESystem, get_system, register_system
+from meanflow_sci.tasks.ode.baselines import NearestNeighbour, fit_neural_ode
+from meanflow_sci.tasks.ode.metrics import evaluate, relative_l2
+from meanflow_sci.tasks.ode.settings import condition_of, fit_inputs
+from meanflow_sci.tasks.ode.simulate import integrate, simulate
+from meanflow_sci.tasks.ode.systems import SYSTEMS, ODESystem, register_system
 
 __all__ = [
-    "SYSTEMS",
+    "NearestNeighbour",
     "ODESystem",
-    "register_system",
-    "get_system",
-    "simulate",
-    "integrate",
-    "SETTINGS",
-    "fit_inputs",
+    "SYSTEMS",
     "condition_of",
     "evaluate",
-    "relative_l2",
-    "error_vs_time",
-    "sliced_wasserstein",
-    "mmd",
-    "marginal_distances",
-    "conserved_drift",
-    "NearestNeighbour",
-    "NeuralODE",
+    "fit_inputs",
     "fit_neural_ode",
+    "integrate",
+    "register_system",
+    "relative_l2",
+    "simulate",
 ]

@@ -57,7 +57,6 @@ def fit_inputs(
     ds: xr.Dataset,
     setting: str = "conditional",
     *,
-    flatten: bool = False,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor | None]:
     """The ``(data, cond)`` pair for ``meanflow_sci.fit``.
@@ -65,17 +64,14 @@ def fit_inputs(
     Args:
         ds: a Dataset from :func:`simulate`.
         setting: ``"conditional"`` (cond = ``[x0, params]``) or ``"unconditional"`` (cond None).
-        flatten: return data as ``(N, T * S)`` (for the MLP backbone) instead of ``(N, T, S)``.
         dtype: floating dtype of the returned tensors.
 
     Returns:
-        ``data`` of shape ``(N, T, S)`` or ``(N, T * S)``, and ``cond`` of shape ``(N, S + P)``
-        or ``None``.
+        ``data`` of shape ``(N, T, S)`` (``fit`` flattens it for an MLP itself), and ``cond`` of
+        shape ``(N, S + P)`` or ``None``.
     """
     check_dataset(ds)
     check_choice("setting", setting, SETTINGS)
     data = torch.as_tensor(ds["x"].values, dtype=dtype)
-    if flatten:
-        data = data.reshape(data.shape[0], -1)
     cond = condition_of(ds, dtype) if setting == "conditional" else None
     return data, cond

@@ -1,4 +1,4 @@
-"""MMF one-step policies against baselines on the same data and backbone.
+"""The control benchmark's driver: one-step MMF policies against baselines, same data and backbone.
 
 :data:`METHODS` names what is compared. Methods sharing an objective and a policy kind share one
 fitted network (flow matching is fitted once and sampled with 1, 10 and 100 Euler steps; the
@@ -26,13 +26,17 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from meanflow_sci.errors import InputError, check_choice, check_positive_int
-from meanflow_sci.tasks.control.collect import check_dataset
-from meanflow_sci.tasks.control.envs import make_env
-from meanflow_sci.tasks.control.evaluate import evaluate, reference_returns
-from meanflow_sci.tasks.control.experts import ReacherExpert
-from meanflow_sci.tasks.control.metrics import branch_statistics
-from meanflow_sci.tasks.control.policy import ChunkPolicy, train_policy
+from meanflow_sci.errors import InputError, check_choice
+from meanflow_sci.tasks.control import (
+    ChunkPolicy,
+    ReacherExpert,
+    branch_statistics,
+    check_dataset,
+    evaluate,
+    make_env,
+    reference_returns,
+    train_policy,
+)
 
 __all__ = ["MethodSpec", "METHODS", "compare", "format_table"]
 
@@ -74,11 +78,8 @@ def compare(
     dataset: xr.Dataset,
     *,
     methods: Sequence[str] = DEFAULT_METHODS,
-    train_steps: int = 1000,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    backbone: str = "unet1d",
-    backbone_kwargs: dict | None = None,
+    train: dict | None = None,
+    backbone: Any = None,
     horizon: int = 8,
     n_obs_steps: int = 2,
     n_action_steps: int = 4,
@@ -92,15 +93,14 @@ def compare(
     seed: int = 0,
     progress: bool = False,
     log: Any = None,
-    fit_kwargs: dict | None = None,
 ) -> dict:
     """Fit each method on ``dataset`` and evaluate it closed loop on the same seeds.
 
     Args:
         dataset: From ``collect`` (its ``env_id`` attribute and ``env_kwargs`` are used).
         methods: Names in :data:`METHODS`.
-        train_steps: Optimizer steps per fitted network.
-        batch_size, lr, backbone, backbone_kwargs, device, seed: Passed to ``train_policy``.
+        train, backbone, device, seed: Passed to ``train_policy`` (changes to the ``"policy"``
+            recipe, e.g. ``train={"max_steps": 1000}``).
         horizon, n_obs_steps, n_action_steps: Chunk layout (trajectories condition on 1 obs).
         eval_episodes: Evaluation episodes per method (seeds ``eval_seed + i``).
         max_steps: Step limit of evaluation episodes (default: the env's).
@@ -110,7 +110,6 @@ def compare(
         record_episodes: Observation sequences kept per method for plots.
         progress: Progress bars.
         log: ``print``-like callable for progress lines (None: silent).
-        fit_kwargs: Further ``fit`` options.
 
     Returns:
         JSON-able dict with ``env_id``, ``config``, ``reference``, ``expert`` (its evaluation),
@@ -120,7 +119,6 @@ def compare(
     check_dataset(dataset)
     for m in methods:
         check_choice("methods", m, METHODS)
-    check_positive_int("train_steps", train_steps)
     env_id = str(dataset.attrs.get("env_id", ""))
     import json
 
@@ -171,7 +169,7 @@ def compare(
         spec = METHODS[name]
         key = (spec.objective, spec.kind)
         if key not in fitted:
-            say(f"fit {spec.objective} {spec.kind} ({train_steps} steps)")
+            say(f"fit {spec.objective} {spec.kind}")
             t0 = time.perf_counter()
             pol = train_policy(
                 dataset,
@@ -181,14 +179,10 @@ def compare(
                 n_obs_steps=1 if spec.kind == "trajectory" else n_obs_steps,
                 n_action_steps=n_action_steps,
                 backbone=backbone,
-                backbone_kwargs=backbone_kwargs,
-                max_steps=train_steps,
-                batch_size=batch_size,
-                lr=lr,
+                train=train,
                 seed=seed,
                 device=device,
                 progress=progress,
-                **(fit_kwargs or {}),
             )
             fitted[key] = (pol, time.perf_counter() - t0)
         pol, train_time = fitted[key]
@@ -224,13 +218,7 @@ def compare(
         "config": {
             "n_demo_episodes": int(dataset.sizes["episode"]),
             "expert": expert_name,
-            "train_steps": train_steps,
-            "batch_size": batch_size,
-            "backbone": backbone,
-            "backbone_kwargs": {
-                k: list(v) if isinstance(v, tuple) else v
-                for k, v in (backbone_kwargs or {}).items()
-            },
+            "recipe": next(iter(fitted.values()))[0].model.recipe.to_dict() if fitted else None,
             "horizon": horizon,
             "n_obs_steps": n_obs_steps,
             "n_action_steps": n_action_steps,
