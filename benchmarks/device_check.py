@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import meanflow_sci as mfs
-from meanflow_sci.train import resolve_autocast_dtype
+from meanflow_sci.train.device import resolve_autocast_dtype
 
 CASES = {
     "mlp": ((64,), {"hidden": 512, "depth": 4}),

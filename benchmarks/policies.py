@@ -29,14 +29,14 @@ import xarray as xr
 from meanflow_sci.errors import InputError, check_choice
 from meanflow_sci.tasks.control import (
     ChunkPolicy,
-    ReacherExpert,
     branch_statistics,
-    check_dataset,
     evaluate,
     make_env,
     reference_returns,
     train_policy,
 )
+from meanflow_sci.tasks.control.collect import check_dataset
+from meanflow_sci.tasks.control.experts import ReacherExpert
 
 __all__ = ["MethodSpec", "METHODS", "compare", "format_table"]
 

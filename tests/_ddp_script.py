@@ -18,7 +18,8 @@ from torch import nn
 
 from meanflow_sci.core import Objective
 from meanflow_sci.core.target_field import ReferenceBank
-from meanflow_sci.train import TrainConfig, Trainer, cleanup_distributed, dist_info
+from meanflow_sci.train import TrainConfig, Trainer
+from meanflow_sci.train.distributed import cleanup_distributed, dist_info
 
 
 class TinyNet(nn.Module):

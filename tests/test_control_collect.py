@@ -9,12 +9,12 @@ import xarray as xr
 from meanflow_sci.errors import InputError
 from meanflow_sci.tasks.control import (
     PolicyConfig,
-    check_dataset,
     collect,
     episode_returns,
     load_dataset,
     make_env,
 )
+from meanflow_sci.tasks.control.collect import check_dataset
 from meanflow_sci.tasks.control.policy import make_windows
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from meanflow_sci.errors import InputError
-from meanflow_sci.tasks.control import ENVS, ReacherExpert, evaluate, make_env, make_expert
-from meanflow_sci.tasks.control.experts import LQRExpert, MPPIExpert
+from meanflow_sci.tasks.control import ENVS, evaluate, make_env, make_expert
+from meanflow_sci.tasks.control.experts import LQRExpert, MPPIExpert, ReacherExpert
 
 
 def _episode(env_id, expert, seed=0, max_steps=None):

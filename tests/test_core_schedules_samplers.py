@@ -7,17 +7,9 @@ import pytest
 import torch
 
 import meanflow_sci
-from meanflow_sci.core import (
-    SCHEDULES,
-    CosineWarmup,
-    LinearWarmup,
-    LogitNormalTimeSampler,
-    StepWarmup,
-    UniformTimeSampler,
-    make_schedule,
-    make_time_sampler,
-    sample,
-)
+from meanflow_sci.core import SCHEDULES, make_schedule, make_time_sampler, sample
+from meanflow_sci.core.schedules import CosineWarmup, LinearWarmup, StepWarmup
+from meanflow_sci.core.time_samplers import LogitNormalTimeSampler, UniformTimeSampler
 from meanflow_sci.errors import InputError
 
 

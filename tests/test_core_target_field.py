@@ -3,14 +3,8 @@
 import pytest
 import torch
 
-from meanflow_sci.core import (
-    FlowMatching,
-    Guidance,
-    ModularMeanFlow,
-    ReferenceBank,
-    objective_from_config,
-    stable_target,
-)
+from meanflow_sci.core import FlowMatching, Guidance, ModularMeanFlow, objective_from_config
+from meanflow_sci.core.target_field import ReferenceBank, stable_target
 from meanflow_sci.errors import InputError
 
 

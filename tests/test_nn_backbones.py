@@ -15,7 +15,6 @@ from meanflow_sci.nn import (
     BACKBONES,
     DataEstimate,
     Flattened,
-    auto_backbone,
     backbone_spec,
     build_backbone,
     build_backbone_from_spec,
@@ -268,15 +267,6 @@ def test_build_backbone_errors_and_passthrough():
         build_backbone(model, dim=4)
     with pytest.raises(InputError, match="model: expected an instance"):
         backbone_spec(torch.nn.Linear(2, 2))
-
-
-def test_auto_backbone():
-    assert auto_backbone((5,)) == "mlp"
-    assert auto_backbone(torch.Size([16, 4])) == "unet1d"
-    assert auto_backbone([3, 32, 32]) == "unet2d"
-    for bad in [(), (1, 2, 3, 4)]:
-        with pytest.raises(InputError, match="sample_shape"):
-            auto_backbone(bad)
 
 
 def test_all_names_import():

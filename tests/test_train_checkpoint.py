@@ -15,19 +15,15 @@ import torch
 from meanflow_sci.core import FlowMatching, ModularMeanFlow
 from meanflow_sci.errors import CheckpointError, InputError
 from meanflow_sci.nn import build_backbone
-from meanflow_sci.train import (
-    TrainConfig,
-    Trainer,
-    latest_checkpoint,
-    list_checkpoints,
-    read_checkpoint,
-    write_checkpoint,
-)
+from meanflow_sci.train import TrainConfig, Trainer, latest_checkpoint
 from meanflow_sci.train.checkpoint import (
     STATE_FILE,
     WEIGHTS_FILE,
     flatten_optimizer_state,
+    list_checkpoints,
+    read_checkpoint,
     unflatten_optimizer_state,
+    write_checkpoint,
 )
 
 torch.set_num_threads(1)

@@ -12,7 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from meanflow_sci.core import Objective
-from meanflow_sci.train import DistInfo, TrainConfig, Trainer, dist_info, list_checkpoints
+from meanflow_sci.train import TrainConfig, Trainer
+from meanflow_sci.train.checkpoint import list_checkpoints
+from meanflow_sci.train.distributed import DistInfo, dist_info
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "_ddp_script.py"

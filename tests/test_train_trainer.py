@@ -11,17 +11,10 @@ from torch import nn
 
 from meanflow_sci.core import Objective
 from meanflow_sci.errors import InputError, TrainingDivergedError
-from meanflow_sci.train import (
-    EMA,
-    TrainConfig,
-    Trainer,
-    get_lr,
-    read_checkpoint,
-    resolve_autocast_dtype,
-    resolve_device,
-)
-from meanflow_sci.train.checkpoint import list_checkpoints
+from meanflow_sci.train import EMA, TrainConfig, Trainer, get_lr, resolve_device
+from meanflow_sci.train.checkpoint import list_checkpoints, read_checkpoint
 from meanflow_sci.train.config import make_optimizer
+from meanflow_sci.train.device import resolve_autocast_dtype
 
 torch.set_num_threads(1)
 

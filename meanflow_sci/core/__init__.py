@@ -3,9 +3,9 @@
 This package imports neither ``meanflow_sci.nn`` nor ``meanflow_sci.train``.
 """
 
-from .guidance import Guidance, null_cond
-from .jvp import JVP_BACKENDS, time_derivative
-from .objective import (
+from meanflow_sci.core.guidance import Guidance
+from meanflow_sci.core.jvp import time_derivative
+from meanflow_sci.core.objective import (
     OBJECTIVES,
     FlowMatching,
     ModularMeanFlow,
@@ -14,58 +14,28 @@ from .objective import (
     objective_from_config,
     sg_lambda,
 )
-from .paths import PathSample, expand_time, linear_path
-from .protocol import LossOutput, Objective
-from .sampling import SAMPLING_MODES, sample, uniform_time_grid
-from .schedules import (
-    SCHEDULES,
-    ConstantSchedule,
-    CosineWarmup,
-    LinearWarmup,
-    StepWarmup,
-    make_schedule,
-)
-from .target_field import TARGET_FIELDS, ReferenceBank, stable_target
-from .time_samplers import (
-    TIME_SAMPLERS,
-    LogitNormalTimeSampler,
-    TimeSample,
-    UniformTimeSampler,
-    make_time_sampler,
-)
+from meanflow_sci.core.paths import linear_path
+from meanflow_sci.core.protocol import LossOutput, Objective
+from meanflow_sci.core.sampling import sample
+from meanflow_sci.core.schedules import SCHEDULES, make_schedule
+from meanflow_sci.core.time_samplers import TIME_SAMPLERS, make_time_sampler
 
 __all__ = [
-    "JVP_BACKENDS",
-    "OBJECTIVES",
-    "SAMPLING_MODES",
-    "SCHEDULES",
-    "TARGET_FIELDS",
-    "TIME_SAMPLERS",
-    "ConstantSchedule",
-    "CosineWarmup",
     "FlowMatching",
     "Guidance",
-    "LinearWarmup",
-    "LogitNormalTimeSampler",
     "LossOutput",
     "ModularMeanFlow",
+    "OBJECTIVES",
     "Objective",
-    "PathSample",
-    "ReferenceBank",
     "Regression",
-    "StepWarmup",
-    "TimeSample",
-    "UniformTimeSampler",
-    "expand_time",
+    "SCHEDULES",
+    "TIME_SAMPLERS",
     "linear_path",
     "make_objective",
     "make_schedule",
     "make_time_sampler",
-    "null_cond",
     "objective_from_config",
     "sample",
     "sg_lambda",
-    "stable_target",
     "time_derivative",
-    "uniform_time_grid",
 ]

@@ -24,29 +24,24 @@ from typing import Any
 from torch import nn
 
 from meanflow_sci.errors import InputError, check_choice, describe
-from meanflow_sci.nn.mlp import MLP, MLPConfig
-from meanflow_sci.nn.transformer import Transformer1D, Transformer1DConfig
-from meanflow_sci.nn.unet1d import UNet1D, UNet1DConfig
-from meanflow_sci.nn.unet2d import UNet2D, UNet2DConfig
+from meanflow_sci.nn.mlp import MLP
+from meanflow_sci.nn.transformer import Transformer1D
+from meanflow_sci.nn.unet1d import UNet1D
+from meanflow_sci.nn.unet2d import UNet2D
 from meanflow_sci.nn.wrappers import PREDICTIONS, DataEstimate, Flattened, check_sample_shape
 
 __all__ = [
     "BACKBONES",
-    "build_backbone",
-    "wrap_backbone",
-    "backbone_spec",
-    "build_backbone_from_spec",
-    "auto_backbone",
     "DataEstimate",
     "Flattened",
     "MLP",
-    "MLPConfig",
-    "UNet1D",
-    "UNet1DConfig",
     "Transformer1D",
-    "Transformer1DConfig",
+    "UNet1D",
     "UNet2D",
-    "UNet2DConfig",
+    "backbone_spec",
+    "build_backbone",
+    "build_backbone_from_spec",
+    "wrap_backbone",
 ]
 
 BACKBONES: dict[str, type[nn.Module]] = {
@@ -56,8 +51,6 @@ BACKBONES: dict[str, type[nn.Module]] = {
     "unet2d": UNet2D,
 }
 
-# Rank of one sample -> default backbone name.
-_AUTO = {1: "mlp", 2: "unet1d", 3: "unet2d"}
 
 
 def build_backbone(name_or_module: str | nn.Module, **kwargs: Any) -> nn.Module:
@@ -224,25 +217,3 @@ def build_backbone_from_spec(spec: Mapping[str, Any]) -> nn.Module:
         )
     net = build_backbone(spec.get("name"), **config)
     return wrap_backbone(net, prediction=prediction, sample_shape=spec.get("flatten"))
-
-
-def auto_backbone(sample_shape: Sequence[int]) -> str:
-    """Default backbone name for one sample's shape.
-
-    ``(D,) -> "mlp"``, ``(T, D) -> "unet1d"``, ``(C, H, W) -> "unet2d"``.
-
-    Raises:
-        InputError: for any other rank.
-    """
-    try:
-        shape = tuple(int(s) for s in sample_shape)
-    except (TypeError, ValueError) as exc:
-        raise InputError(
-            f"sample_shape: expected a sequence of ints, got {describe(sample_shape)}"
-        ) from exc
-    if len(shape) not in _AUTO:
-        raise InputError(
-            f"sample_shape: expected a per-sample shape of rank 1 (D,), 2 (T, D) or 3 (C, H, W), "
-            f"got {shape} (rank {len(shape)})"
-        )
-    return _AUTO[len(shape)]

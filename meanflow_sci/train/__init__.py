@@ -4,31 +4,18 @@ Beside the loop (``trainer.py``): its options, LR schedule and input checks (``c
 device and precision (``device.py``), checkpoints, EMA and the ``torchrun`` helpers.
 """
 
-from meanflow_sci.train.checkpoint import (
-    latest_checkpoint,
-    list_checkpoints,
-    read_checkpoint,
-    write_checkpoint,
-)
+from meanflow_sci.train.checkpoint import latest_checkpoint
 from meanflow_sci.train.config import TrainConfig, get_lr
-from meanflow_sci.train.device import resolve_autocast_dtype, resolve_device
-from meanflow_sci.train.distributed import DistInfo, cleanup_distributed, dist_info
+from meanflow_sci.train.device import resolve_device
 from meanflow_sci.train.ema import EMA
 from meanflow_sci.train.trainer import Trainer, TrainResult
 
 __all__ = [
-    "DistInfo",
     "EMA",
     "TrainConfig",
     "TrainResult",
     "Trainer",
-    "cleanup_distributed",
-    "dist_info",
     "get_lr",
     "latest_checkpoint",
-    "list_checkpoints",
-    "read_checkpoint",
-    "resolve_autocast_dtype",
     "resolve_device",
-    "write_checkpoint",
 ]

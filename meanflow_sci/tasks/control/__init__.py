@@ -12,10 +12,10 @@ Example:
     >>> control.evaluate(policy, "InvertedPendulum-v5", n_episodes=5)["normalised_score"]
 """
 
-from meanflow_sci.tasks.control.collect import check_dataset, collect, episode_returns, load_dataset
+from meanflow_sci.tasks.control.collect import collect, episode_returns, load_dataset
 from meanflow_sci.tasks.control.envs import ENVS, make_env
 from meanflow_sci.tasks.control.evaluate import evaluate, reference_returns
-from meanflow_sci.tasks.control.experts import EXPERTS, ReacherExpert, make_expert
+from meanflow_sci.tasks.control.experts import EXPERTS, make_expert
 from meanflow_sci.tasks.control.metrics import branch_statistics
 from meanflow_sci.tasks.control.policy import ChunkPolicy, PolicyConfig, load_policy, train_policy
 
@@ -24,9 +24,7 @@ __all__ = [
     "ENVS",
     "EXPERTS",
     "PolicyConfig",
-    "ReacherExpert",
     "branch_statistics",
-    "check_dataset",
     "collect",
     "episode_returns",
     "evaluate",
