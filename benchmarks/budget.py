@@ -8,25 +8,16 @@ the budget itself by :class:`TimeLimit`. Both are measured in the machine's own 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from meanflow_sci.train.trainer import get_lr
+from meanflow_sci.train import get_lr
 
 # Step counts from a calibration get this margin and the time limit stops the run: on a shared
 # machine the calibration is noisy, and without the margin a run could end early (an FM run once
 # stopped at 114 s of a 155 s budget).
 HEADROOM = 1.2
-
-
-def cpus_available() -> int | None:
-    """CPUs this process may run on (its affinity mask), or None where the OS cannot say."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None
 
 
 class TimeLimit:

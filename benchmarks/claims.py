@@ -161,9 +161,14 @@ def combine(verdicts: Sequence[str]) -> str:
 class ClaimsConfig:
     """Sizes of the claim experiments for one suite.
 
-    ODE task: Van der Pol, conditional on ``[x0, mu]``, time grid ``linspace(0, ode_t_end,
-    ode_n_times)``, residual MLP on the flattened trajectory with ``prediction=ode_prediction``,
-    uniform (t, r) sampler for MMF and FM alike. Images: class-conditional UNet2D on the 8x8 digits.
+    The recipes' networks and trainer at smaller sizes, shorter runs, a smaller batch and a
+    shorter weight average than the recipes: each claim takes many runs, and compares variants
+    within its own table. ODE task: the ``"trajectory_map"`` recipe (MLP on the flattened
+    trajectory, data-estimate output) on Van der Pol conditional on ``[x0, mu]``, time grid
+    ``linspace(0, ode_t_end, ode_n_times)``, with the uniform (t, r) sampler of the paper's runs
+    for MMF and FM alike. Images: the class-conditional 8x8 digits (the ``"images"`` recipe's
+    UNet2D, or an MLP on the flattened digits as a cheap proxy) with MeanFlow's own objective
+    settings. Claim 7: the ``"vectors"`` recipe at a smaller MLP and 300 steps.
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -174,9 +179,6 @@ class ClaimsConfig:
     ode_n_train: int = 1000
     ode_n_test: int = 256
     ode_hidden: int = 256
-    # The output the ODE benchmark found for deterministic maps (benchmarks/ode.py): with "x" the
-    # one-step error is level with regression, so the claims are tested where the models learn.
-    ode_prediction: str = "x"
     ode_depth: int = 3
     ode_steps: int = 400
     ode_batch: int = 128
@@ -371,16 +373,20 @@ def _train(
     fit_kwargs: dict,
     tail_frac: float,
     snapshot_every: int | None = None,
-    fit_fn: Callable[..., Any] | None = None,
 ) -> tuple[Any, RunRecord, list[tuple[float, dict]]]:
     """Fit once with per-step logging; return the model (None if it diverged) and its record.
 
-    With ``snapshot_every``, EMA weights are copied every so many steps together with the
-    training wall time so far (copy time excluded), for quality-against-time curves.
+    ``fit_kwargs``: ``fit``'s (or with ``"num_classes"``, ``fit_images``') arguments; their
+    ``train`` dict gets ``max_steps`` and per-step logging. With ``snapshot_every``, EMA weights
+    are copied every so many steps together with the training wall time so far (copy time
+    excluded), for quality-against-time curves.
     """
     import meanflow_sci
+    from meanflow_sci.tasks.images import fit_images
 
-    fit_fn = fit_fn or meanflow_sci.fit
+    kwargs = dict(fit_kwargs)
+    kwargs["train"] = {**kwargs.get("train", {}), "max_steps": max_steps, "log_every": 1}
+    fit_fn = fit_images if "num_classes" in kwargs else meanflow_sci.fit
     counting = _CountingObjective(objective)
     rec = RunRecord(seed=seed)
     snaps: list[tuple[float, dict]] = []
@@ -403,12 +409,10 @@ def _train(
                 data,
                 cond,
                 objective=counting,
-                max_steps=max_steps,
                 seed=seed,
                 progress=False,
-                log_every=1,
                 callbacks=(snapshot,),
-                **fit_kwargs,
+                **kwargs,
             )
         except TrainingDivergedError as exc:
             rec.diverged, rec.error = True, str(exc)
@@ -459,7 +463,7 @@ def _ode_data(cfg: ClaimsConfig) -> _OdeData:
         params=mu.numpy(),
         allow_extrapolation=True,
     )
-    data, cond = ode.fit_inputs(train, "conditional", flatten=True)
+    data, cond = ode.fit_inputs(train, "conditional")
     return _OdeData(
         train=train,
         test=test,
@@ -491,17 +495,16 @@ def _ode_objective(kind: str, cfg: ClaimsConfig, lam: Any = None, warmup: int | 
 
 
 def _ode_fit_kwargs(cfg: ClaimsConfig, device: str) -> dict:
+    """The "trajectory_map" recipe at the claims' sizes (the objective is each run's own)."""
     return {
-        "backbone": "mlp",
-        "backbone_kwargs": {
-            "hidden": cfg.ode_hidden,
-            "depth": cfg.ode_depth,
-            "prediction": cfg.ode_prediction,
+        "recipe": "trajectory_map",
+        "backbone": {"hidden": cfg.ode_hidden, "depth": cfg.ode_depth},
+        "train": {
+            "batch_size": cfg.ode_batch,
+            "lr": cfg.ode_lr,
+            "lr_warmup_steps": max(1, cfg.ode_steps // 20),
+            "ema_decay": cfg.ode_ema,
         },
-        "batch_size": cfg.ode_batch,
-        "lr": cfg.ode_lr,
-        "lr_warmup_steps": max(1, cfg.ode_steps // 20),
-        "ema_decay": cfg.ode_ema,
         "device": device,
     }
 
@@ -510,16 +513,21 @@ def _ode_fit_kwargs(cfg: ClaimsConfig, device: str) -> dict:
 
 
 def _img_fit_kwargs(cfg: ClaimsConfig, device: str) -> dict:
+    """``fit_images`` with the "images" recipe's network, or the MLP proxy on the flattened
+    digits, at the claims' sizes (the objective is each run's own)."""
     if cfg.img_backbone == "mlp":
-        arch = {"backbone_kwargs": {"hidden": cfg.img_hidden, "depth": cfg.img_depth}}
+        backbone = {"name": "mlp", "hidden": cfg.img_hidden, "depth": cfg.img_depth}
     else:
-        arch = {"backbone_kwargs": {"base": cfg.img_base, "channel_mults": (1, 2)}}
+        backbone = {"base": cfg.img_base, "channel_mults": (1, 2)}
     return {
-        **arch,
-        "batch_size": cfg.img_batch,
-        "lr": cfg.img_lr,
-        "lr_warmup_steps": max(1, cfg.img_steps // 20),
-        "ema_decay": cfg.img_ema,
+        "num_classes": 10,
+        "backbone": backbone,
+        "train": {
+            "batch_size": cfg.img_batch,
+            "lr": cfg.img_lr,
+            "lr_warmup_steps": max(1, cfg.img_steps // 20),
+            "ema_decay": cfg.img_ema,
+        },
         "device": device,
     }
 
@@ -756,13 +764,12 @@ def _mmf_vs_fm_table(
 
 
 def _speed_claim(cfg: ClaimsConfig) -> dict:
-    from benchmarks import speed_step
-    from benchmarks.suite import SPEED_CASES, speed_rows
+    from benchmarks.speed_step import SPEED_CASES, step_cost
 
     cases = SPEED_CASES[cfg.speed_cases]
     trials, failed = [], {}
     for _ in range(cfg.speed_trials):
-        rows_i, errs = speed_rows(speed_step, cfg.speed_repeats, 0.25, cases)
+        rows_i, errs = step_cost(cfg.speed_repeats, 0.25, cases)
         trials.append(rows_i)
         failed.update(errs)
     rows = []
@@ -837,18 +844,16 @@ def _tangent_claim(cfg: ClaimsConfig, device: str, seed: int) -> dict:
         for name, kw in _TANGENT_VARIANTS.items():
             fitted = meanflow_sci.fit(
                 data,
-                backbone="mlp",
-                backbone_kwargs={"hidden": cfg.circles_hidden, "depth": cfg.circles_depth},
-                max_steps=cfg.circles_steps,
-                batch_size=256,
-                lr=2e-3,
-                lr_warmup_steps=max(1, cfg.circles_steps // 20),
-                time_sampler={"name": "uniform", "ratio_r_neq_t": 0.25},
-                adaptive_p=0.0,
+                recipe="vectors",
+                backbone={"hidden": cfg.circles_hidden, "depth": cfg.circles_depth},
+                objective=kw,
+                train={
+                    "max_steps": cfg.circles_steps,
+                    "lr_warmup_steps": max(1, cfg.circles_steps // 20),
+                },
                 device=device,
                 seed=seed + s,
                 progress=False,
-                **kw,
             )
             x = torch.as_tensor(fitted.sample(cfg.circles_eval, seed=seed + s + 1))
             radius = x.norm(dim=1)
@@ -1065,7 +1070,6 @@ def run(
                 max_steps=cfg.img_steps,
                 fit_kwargs=_img_fit_kwargs(cfg, device),
                 tail_frac=cfg.tail_frac,
-                fit_fn=_fit_images_mlp if cfg.img_backbone == "mlp" else _fit_images,
             )
             if fitted is not None:
                 rec.quality["fd@1"] = _frechet(fitted, img, cfg.img_n_eval, run_seed)
@@ -1238,19 +1242,6 @@ def _merge(full: list[RunRecord], low: list[RunRecord], prefix: str) -> list[Run
                 m.quality[f"{prefix}@{k[3:]}"] = v
         merged.append(m)
     return merged
-
-
-def _fit_images(data, labels, **kwargs):
-    from meanflow_sci.tasks.images import fit_images
-
-    return fit_images(data, labels, num_classes=10, **kwargs)
-
-
-def _fit_images_mlp(data, labels, **kwargs):
-    """The cheap image proxy: an MLP on the flattened digits (class-conditional)."""
-    import meanflow_sci
-
-    return meanflow_sci.fit(data.reshape(data.shape[0], -1), labels, backbone="mlp", **kwargs)
 
 
 def _frechet(fitted, img: dict, n: int, seed: int) -> float:

@@ -18,6 +18,11 @@ Targets (from the project's control issue), evaluated on the same seeds and mach
   both elbow branches among 16 MMF samples (``both_branches_rate >= 0.5``), while behaviour
   cloning's mean elbow action is under half the expert's (it averages the branches).
 
+Settings: the library's ``"policy"`` recipe (``tasks.control.train_policy``) for every method,
+flow matching and behaviour cloning being the same recipe with another objective; the tiers below
+set only the data, the training steps (the recipe's 2000 is between the quick and full budgets)
+and the evaluation.
+
 Usage:
     python benchmarks/control.py --out runs/bench_control              # standard
     python benchmarks/control.py --suite quick --out runs/bench_control
@@ -27,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -36,9 +40,11 @@ import torch
 from meanflow_sci.tasks import control
 
 try:
+    from benchmarks.common import check_suite, machine_info
     from benchmarks.policies import compare, format_table
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/control.py
+    from common import check_suite, machine_info
     from policies import compare, format_table
     from report import write_results
 
@@ -109,12 +115,11 @@ def run(
     verbose: bool = False,
 ) -> dict:
     """Run a suite; return (and write under ``out``) a JSON-able dict of results and targets."""
-    if suite not in SUITES:
-        raise ValueError(f"suite: expected one of {sorted(SUITES)}, got {suite!r}")
+    envs = check_suite(suite, SUITES)
     say = print if verbose else (lambda *a, **k: None)
     t0 = time.perf_counter()
     results = {}
-    for env_id, n_eps, steps, n_eval, max_steps, methods in SUITES[suite]:
+    for env_id, n_eps, steps, n_eval, max_steps, methods in envs:
         t_env = time.perf_counter()
         say(f"== {env_id}: collecting {n_eps} episodes")
         ds = control.collect(env_id, n_eps, seed=seed, max_steps=max_steps, progress=verbose)
@@ -138,13 +143,7 @@ def run(
         "tables": [_env_table(env_id, res) for env_id, res in results.items()],
         "suite": suite,
         "seed": seed,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "device": device,
-        },
+        "machine": machine_info(device),
         "results": results,
         "targets": _targets(results),
         "time_s": time.perf_counter() - t0,
@@ -191,7 +190,7 @@ def _env_table(env_id: str, res: dict) -> dict:
 def to_markdown(report: dict) -> str:
     lines = [f"# Control benchmark ({report['suite']})", ""]
     m = report["machine"]
-    lines.append(f"torch {m['torch']}, {m['threads']} threads, device {m['device']}")
+    lines.append(f"torch {m['torch']}, {m['torch_threads']} threads, device {m['device']}")
     for env_id, res in report["results"].items():
         lines += [
             "",

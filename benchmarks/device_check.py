@@ -4,7 +4,9 @@ For each backbone: fit a few hundred steps with MMF (bf16 autocast on CUDA, the 
 record steps/s and the final unweighted MSE, interrupt-and-resume from a checkpoint, and time
 one-step against 50-step sampling. With ``--compile`` the network is also wrapped in
 ``torch.compile`` for sampling and the compiled one-step latency (and compile time) is recorded.
-Prints a Markdown table and writes JSON.
+Prints a Markdown table and writes JSON. Each backbone trains under the recipe ``fit`` picks for
+its data, with MMF's own objective defaults (the exact JVP) instead of the recipe's objective:
+this checks the trainer and the JVP on the device, not a tuned setting.
 
 Usage:
     python benchmarks/device_check.py --device cuda --steps 300 --out runs/device_check.json
@@ -24,7 +26,13 @@ import numpy as np
 import torch
 
 import meanflow_sci as mfs
+from meanflow_sci.recipes import ObjectiveConfig
 from meanflow_sci.train.device import resolve_autocast_dtype
+
+try:
+    from benchmarks.common import machine_info
+except ModuleNotFoundError:  # run as a script: python benchmarks/device_check.py
+    from common import machine_info
 
 CASES = {
     "mlp": ((64,), {"hidden": 512, "depth": 4}),
@@ -76,22 +84,23 @@ def check_backbone(
     shape, kwargs = CASES[name]
     rng = np.random.default_rng(0)
     data = rng.standard_normal((n, *shape)).astype(np.float32)
+    train = {"batch_size": batch, "log_every": max(1, steps // 10)}
     common = dict(
-        backbone=name,
-        backbone_kwargs=kwargs,
-        batch_size=batch,
+        backbone={"name": name, **kwargs},
+        objective=ObjectiveConfig("mmf"),
         device=device,
         progress=False,
-        log_every=max(1, steps // 10),
     )
     t0 = time.perf_counter()
-    model = mfs.fit(data, max_steps=steps, **common)
+    model = mfs.fit(data, train={**train, "max_steps": steps}, **common)
     _sync(device)
     train_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         half = max(1, steps // 2)
-        mfs.fit(data, max_steps=half, checkpoint_dir=tmp, checkpoint_every=half, **common)
-        resumed = mfs.fit(data, max_steps=steps, checkpoint_dir=tmp, resume=True, **common)
+        first = {**train, "max_steps": half, "checkpoint_every": half}
+        mfs.fit(data, train=first, checkpoint_dir=tmp, **common)
+        again = {**train, "max_steps": steps}
+        resumed = mfs.fit(data, train=again, checkpoint_dir=tmp, resume=True, **common)
     lat = {k: _latency_ms(model, k, device, repeats=5 if k == 1 else 2) for k in (1, 50)}
     last = model.history[-1]
     row = {
@@ -122,11 +131,7 @@ def main(argv=None) -> int:
     p.add_argument("--compile", action="store_true", help="also time a torch.compile'd sampler")
     a = p.parse_args(argv)
     names = list(CASES) if a.only is None else a.only.split(",")
-    info = {
-        "torch": torch.__version__,
-        "device": a.device,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+    info = machine_info(a.device)
     rows = []
     for n in names:
         rows.append(check_backbone(n, a.steps, a.device, a.batch, compile=a.compile))

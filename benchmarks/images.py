@@ -15,6 +15,12 @@ downsampling to 8x8 hides (read it against the real digits' row).
 
 Target: Fréchet distance of 1-step MMF <= 1.3x that of 50-step flow matching.
 
+Settings: the library's ``"images"`` recipe for MMF, the same recipe with the ``"fm"`` objective
+(plain squared error on the conditional target, the baseline the target names) for flow
+matching, and a small table of sizes per tier (:data:`SUITES`). ``--set FIELD=VALUE`` changes a
+tier field or one recipe field by the names in :data:`RECIPE_FIELDS`. Measurements behind the
+recipe: ``benchmarks/NOTES.md``, "Images".
+
 Usage:
     python benchmarks/images.py                 # standard suite, writes runs/bench_images/
     python benchmarks/images.py --suite quick   # the benchmark suite's share (about 4 minutes)
@@ -30,16 +36,17 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-from meanflow_sci.core import FlowMatching, ModularMeanFlow
-from meanflow_sci.core.time_samplers import LogitNormalTimeSampler
+from meanflow_sci.recipes import RECIPES, Recipe, resolve_recipe
 from meanflow_sci.tasks.images import (
     digit_classifier,
     evaluate_images,
@@ -48,217 +55,133 @@ from meanflow_sci.tasks.images import (
     sample_images,
     save_panels,
 )
-from meanflow_sci.tasks.images.datasets import _resize
 
 try:
-    from benchmarks.budget import TimeLimit, cpus_available, seconds_per_step, steps_for
+    from benchmarks.budget import TimeLimit, seconds_per_step, steps_for
+    from benchmarks.common import check_suite, cpus_available, machine_info
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/images.py
-    from budget import TimeLimit, cpus_available, seconds_per_step, steps_for
+    from budget import TimeLimit, seconds_per_step, steps_for
+    from common import check_suite, cpus_available, machine_info
     from report import write_results
 
 TARGET_RATIO = 1.3
 
+# Recipe fields that --set may change, by name: (group, field). "mmf" / "fm" are the objective
+# of that method, "time_sampler" MMF's logit-normal sampler.
+RECIPE_FIELDS: dict[str, tuple[str, str]] = {
+    **{k: ("mmf", k) for k in ("lam", "adaptive_p", "tangent", "jvp_backend", "target_field")},
+    "fm_adaptive_p": ("fm", "adaptive_p"),
+    "fm_target_field": ("fm", "target_field"),
+    "time_mu": ("time_sampler", "mu"),
+    "time_sigma": ("time_sampler", "sigma"),
+    "ratio_r_neq_t": ("time_sampler", "ratio_r_neq_t"),
+    "base": ("backbone", "base"),
+    "prediction": ("backbone", "prediction"),
+    "attn_resolution": ("backbone", "attn_resolutions"),  # one size, 0: none
+    **{k: ("train", k) for k in ("batch_size", "lr", "lr_warmup_steps", "min_lr_ratio")},
+    **{k: ("train", k) for k in ("ema_decay", "grad_clip")},
+    "beta2": ("train", "betas"),  # AdamW's (0.9, beta2)
+}
+
 
 @dataclass(frozen=True)
 class Suite:
-    """One benchmark size."""
+    """One benchmark tier: sizes and budgets, and its changes to the recipe."""
 
     size: int  # digit image side (8, 16, 32)
-    base: int  # UNet2D base width
-    batch_size: int
     budget_s: float  # training wall time given to each objective
     n_eval: int  # generated images per metric (at most the training digits' count)
     fm_steps: int  # Euler steps of the flow-matching sampler
     calib_steps: int  # calibration fits of this many and 3x as many steps cap the step counts
     calib_rounds: int = 3  # alternating MMF / FM calibration rounds (median per objective)
-    # Short runs: a shorter average than the trainer's 0.999. At 5000 fixed MMF steps the
-    # one-step FD was the same for averaging horizons of 200 and ~550 steps (28.6, 28.5).
-    ema_decay: float = 0.995
-    # MMF's λ: 0 (MeanFlow's stop-gradient) or a curriculum such as "linear". In a 415-step CPU
-    # run the linear curriculum (λ -> 1 half-way) had not learnt the digits at all (FD ~2950,
-    # chance label accuracy) where λ = 0 had begun to, so the short suites use 0.
-    lam: float | str = 0.0
-    # Shared by both objectives. A run of a few hundred to two thousand steps needs a short
-    # warm-up and a large step size: at 300 fixed MMF steps, 1-step FD went 254 -> 172 -> 150
-    # for lr 1e-3 (100 warm-up steps), 2e-3 and 4e-3 (20 warm-up steps); 8e-3 gave 187.
-    lr: float = 4e-3
-    lr_warmup_steps: int = 20
-    min_lr_ratio: float = 0.1  # the cosine decay's end, as a fraction of lr
-    # Classifier-free guidance scale trained into the target of both objectives (1 = none; the
-    # null class is then not trained). omega = 2 raised label accuracy to 0.97 but cut recall
-    # and more than doubled the 1-step FD (300 steps: 378 against 172), so it is off here.
-    omega: float = 1.0
-    # Flow matching's own guidance scale (None: omega), to score a guided one-step map against
-    # the plain flow-matching baseline, which then pays no guidance forward. omega = 1.2 for MMF
-    # alone (stable target field) gave one-step FD 23.80 / 25.28 against 26.79 / 26.25 at 3400
-    # fixed steps (seeds 0 / 1) but each step took about 1.25x as long; at equal time against
-    # plain flow matching (--set omega=1.2 --set fm_omega=1.0 --seeds 0 1) ratios 1.718 / 1.522
-    # against 1.463 / 1.564 unguided on the same machine: no gain.
-    fm_omega: float | None = None
-    # MMF only. Half the batch with r != t beat a quarter (300 fixed steps: FD 131 against 150;
-    # at 80 s with jvp_backend="fd": 65.5 against 61.3) and three quarters (72.9); a wider
-    # logit-normal (sigma 1.6) reaches the t ~ 1, r ~ 0 corner the one-step map uses more often
-    # (sigma 1.0: 49.4 against 47.0). The adaptive weight with p = 0.5 (a pseudo-Huber-like
-    # loss) beat p = 0, 0.75 and 1 at 80 s with "fd" (54.8, against 61.3, 53.2 and 59.9; p = 1
-    # had slowed 300-step runs before). MeanFlow's CIFAR-10 sampler (mu -2, sigma 2, 75 % r != t,
-    # p = 0.75) had not learnt the class conditioning by 400 steps (label accuracy 0.13).
-    # Fixed-step sweeps (one-step FD of 1000 samples, EMA model; 3000 and 5000 steps) found no
-    # gain from batch 128, base 24, lr 2e-3, a final LR of 1 % instead of 10 %, p = 1, 75 %
-    # r != t, guidance omega = 1.3, or a flow-matching start (interval_warmup, removed:
-    # docs/ablations.md). MeanFlow's later CIFAR-10 sampler with a separate logit-normal for r
-    # was worse (removed too: docs/ablations.md).
-    # jvp_backend="fd" (a finite difference instead of the dual-number JVP, λ = 0) makes an MMF
-    # step about 1.1x a flow-matching step instead of 1.6-1.9x: 1385 steps in 80 s instead of
-    # 940, one-step FD 61.3 against 76.0 (README, "Computing du/dt").
-    adaptive_p: float = 0.5
-    time_mu: float = -0.4
-    time_sigma: float = 1.6
-    ratio_r_neq_t: float = 0.5
-    # Flow matching's adaptive weight power (0: plain squared error, its usual loss; p = 0.5
-    # gave 31.3 against 31.8 at 80 s, no gain).
-    fm_adaptive_p: float = 0.0
-    # The network's output: "u" (average velocity) or "x" (a data estimate), both objectives.
-    prediction: str = "u"
-    # MMF's JVP direction: "conditional" (eps - x, MeanFlow's) or "model" (its own u(z, t, t)).
-    # "model" is better per step (one-step FD at 5000 fixed steps 23.8, 29.7 and 24.0 against
-    # 28.1, 37.5 and 29.4: seeds 0 and 1, and seed 0 with omega = 1.3) but a step costs about
-    # 15 % more (its extra forward), and at equal time it was no better (standard, 240 s, two
-    # runs side by side on one thread each: 31.4 against 32.2).
-    tangent: str = "conditional"
-    # MMF's time derivative: "auto" (exact forward-mode JVP) or "fd" (finite difference, λ = 0).
-    jvp_backend: str = "fd"
-    # Train on the 1438 digits of the fixed 80/20 split (the digit classifier's training
-    # digits) and also score against the 359 held-out ones, which neither network saw; a
-    # real-data row (training digits scored like samples) gives the level of a generator of new
-    # digits, and each row reports how close samples sit to their nearest training digit.
-    # False: train on all 1797 and score against them only.
+    # Train on the 1438 digits of the fixed 80/20 split and also score against the 359
+    # held-out ones (False: train on all 1797 and score against them only).
     heldout: bool = True
-    # Velocity target, per objective: "conditional" (eps - x) or "stf" (the stable target field:
-    # the marginal velocity estimated over the batch and a bank of recent batches, within each
-    # class; meanflow_sci.core.target_field), and the reference size. Standard suite, seed 0,
-    # alone: MMF 1-step FD 33.1 -> 22.1 with it (ratio 1.98 -> 1.34); flow matching on it too
-    # moved 16.4 -> 15.5 (ratio with both on it 1.62). Flow matching stays on the conditional
-    # target here, the baseline the target names; benchmarks/README.md has both readings. On
-    # top of it (seed 0, side by side): tangent="model" 1.37, a 4096-sample reference 1.41,
-    # adaptive_p = 0 1.54, ratio_r_neq_t = 0.75 1.67: none better on seed 0; tangent="model"
-    # over four seeds: median 1.36 against 1.38 (no better). A fixed-step sweep on top of it
-    # (3400 MMF steps, seeds 0 and 1; benchmarks/README.md) found adaptive_p 0.25 / 0.75 / 1,
-    # ratio_r_neq_t 0.25, time_sigma 1.0, time_mu 0 and lr 6e-3 worse, time_mu -0.8 level;
-    # base 24 at 240 s: ratios 1.62 and 1.65 (fewer steps).
-    target_field: str = "stf"
-    fm_target_field: str = "conditional"
-    reference_size: int = 1024
-    # Optimizer, both objectives: the global gradient-norm clip (0: none) and AdamW's beta2.
-    # Gradient norms run at 5-100, so the clip of 1 acts on every step; at 3000 fixed MMF steps
-    # no clip gave one-step FD 36.8 against 30.9, beta2 0.95 30.4 and 0.99 32.4 (0.999: 30.9).
-    # Also at 3000 steps: batch 32 46.3 (25 % cheaper steps); tangent="model" with beta2 0.95
-    # 27.0 (but 1.3x the time); training [0, 1] towards the model's own two half steps on 25 % /
-    # 50 % of the batch (a shortcut-style self-consistency term, tried and removed) 52.1 / 864
-    # (collapse); an alpha-Flow-style target alpha v + (1 - alpha) sg(u(z_s, r, s)), s = t -
-    # alpha (t - r), annealed from trajectory flow matching (alpha 1) to 0.005 over half the
-    # steps: 39.7 against 34.4 for alpha fixed at 0.001 (a script, not kept). Quick suite, two
-    # runs side by side: base 8 gave ratio 1.79 (MMF 1-step 74.7, FM 50-step 41.8), base 24
-    # 2.00 (62.3 / 31.2), base 16 2.22 (63.5 / 28.6): a smaller network narrows the ratio only
-    # by hurting flow matching more.
-    grad_clip: float = 1.0
-    beta2: float = 0.999
-    # UNet2D self-attention at this feature-map size, both objectives (0: none; 4 is the 8x8
-    # digits' lower level). At 3400 fixed MMF steps 4 gave one-step FD 23.63 / 22.59 against
-    # 24.58 / 26.73 (seeds 0 / 1) at about 1.4x the time per step; at equal time (seeds 0 and 1,
-    # side by side) ratios 1.622 and 1.368 against 1.481 and 1.648 without: no gain, so none.
-    attn_resolution: int = 0
+    # Classifier-free guidance scale trained into the target (1: none); fm_omega: flow
+    # matching's own scale (None: omega).
+    omega: float = 1.0
+    fm_omega: float | None = None
+    changes: Mapping[str, Any] = field(default_factory=dict)  # RECIPE_FIELDS -> value
 
 
 SUITES = {
+    # Plumbing only: a narrower network and a smaller batch than the recipe.
     "smoke": Suite(
         size=8,
-        base=8,
-        batch_size=32,
         budget_s=8,
         n_eval=200,
         fm_steps=10,
         calib_steps=4,
         calib_rounds=1,
+        changes={"base": 8, "batch_size": 32},
     ),
     # quick: the suite's share of about 15 minutes; standard: the sizes behind the issue target.
-    "quick": Suite(
-        size=8, base=16, batch_size=64, budget_s=80, n_eval=1000, fm_steps=50, calib_steps=10
-    ),
-    "standard": Suite(
-        size=8, base=16, batch_size=64, budget_s=240, n_eval=1797, fm_steps=50, calib_steps=10
-    ),
+    "quick": Suite(size=8, budget_s=80, n_eval=1000, fm_steps=50, calib_steps=10),
+    "standard": Suite(size=8, budget_s=240, n_eval=1797, fm_steps=50, calib_steps=10),
+    # 16x16 on a GPU: a wider network, a larger batch and a longer run than the CPU-tuned
+    # recipe, hence a gentler step, a longer warm-up and a longer weight average.
     "full": Suite(
         size=16,
-        base=32,
-        batch_size=128,
         budget_s=1800,
         n_eval=1797,
         fm_steps=50,
         calib_steps=10,
-        ema_decay=0.999,
-        lr=2e-3,  # a wider network and longer run than the tuned quick suite: a gentler step
-        lr_warmup_steps=100,
+        changes={
+            "base": 32,
+            "batch_size": 128,
+            "ema_decay": 0.999,
+            "lr": 2e-3,
+            "lr_warmup_steps": 100,
+        },
     ),
 }
 
 
-def _objective_kwargs(objective: str, suite: Suite) -> dict:
-    """fit_images keyword arguments of one objective under a suite (shared ones included)."""
-    kw: dict = {"lr": suite.lr, "lr_warmup_steps": suite.lr_warmup_steps}
-    omega = suite.omega
-    if objective == "fm" and suite.fm_omega is not None:
-        omega = suite.fm_omega
-    guidance = None
-    if omega != 1.0:
-        guidance = {"omega": omega, "kappa": 0.0, "drop_prob": 0.1}
-    if objective == "fm":
-        fm = FlowMatching(
-            adaptive_p=suite.fm_adaptive_p,
-            guidance=guidance,
-            target_field=suite.fm_target_field,
-            reference_size=suite.reference_size,
+def configure(suite: str, overrides: Mapping[str, Any] | None = None) -> Suite:
+    """The tier ``suite`` with ``overrides`` (tier fields or :data:`RECIPE_FIELDS`) applied."""
+    cfg = check_suite(suite, SUITES)
+    tier = {f.name for f in fields(Suite)} - {"changes"}
+    overrides = dict(overrides or {})
+    changes = {k: v for k, v in overrides.items() if k not in tier}
+    unknown = sorted(set(changes) - set(RECIPE_FIELDS))
+    if unknown:
+        valid = sorted(tier | set(RECIPE_FIELDS))
+        raise ValueError(f"overrides: unknown {unknown}; valid: {valid}")
+    kept = {k: v for k, v in overrides.items() if k in tier}
+    return replace(cfg, changes={**cfg.changes, **changes}, **kept)
+
+
+def recipes_for(cfg: Suite) -> dict[str, Recipe]:
+    """``{"mmf": Recipe, "fm": Recipe}``: the ``"images"`` recipe under the tier's changes."""
+    base = RECIPES["images"]
+    groups: dict[str, dict[str, Any]] = {g: {} for g in ("mmf", "fm", "time_sampler")}
+    groups.update(backbone={}, train={})
+    for key, value in cfg.changes.items():
+        group, name = RECIPE_FIELDS[key]
+        if key == "beta2":
+            value = (0.9, value)
+        elif key == "attn_resolution":
+            value = (int(value),) if value else ()
+        groups[group][name] = value
+    if groups["time_sampler"]:
+        groups["mmf"]["time_sampler"] = {**base.objective.time_sampler, **groups["time_sampler"]}
+    out = {}
+    for obj in ("mmf", "fm"):
+        omega = cfg.fm_omega if obj == "fm" and cfg.fm_omega is not None else cfg.omega
+        guidance = {"guidance": {"omega": omega}} if omega != 1.0 else {}
+        objective = {"name": obj, **groups[obj], **guidance}
+        out[obj] = resolve_recipe(
+            base, backbone=groups["backbone"], objective=objective, train=groups["train"]
         )
-        return {**kw, "objective": fm}
-    if objective != "mmf":
-        raise ValueError(f"objective: expected 'mmf' or 'fm', got {objective!r}")
-    mmf = ModularMeanFlow(
-        lam=suite.lam,
-        adaptive_p=suite.adaptive_p,
-        time_sampler=LogitNormalTimeSampler(
-            mu=suite.time_mu,
-            sigma=suite.time_sigma,
-            ratio_r_neq_t=suite.ratio_r_neq_t,
-        ),
-        guidance=guidance,
-        tangent=suite.tangent,
-        jvp_backend=suite.jvp_backend,
-        target_field=suite.target_field,
-        reference_size=suite.reference_size,
-    )
-    return {**kw, "objective": mmf}
+    return out
 
 
-def _fit(data, objective: str, suite: Suite, steps: int, device: str, seed: int, **kw):
-    return fit_images(
-        data,
-        max_steps=steps,
-        batch_size=suite.batch_size,
-        backbone_kwargs={
-            "base": suite.base,
-            "prediction": suite.prediction,
-            "attn_resolutions": (suite.attn_resolution,) if suite.attn_resolution else (),
-        },
-        device=device,
-        seed=seed,
-        progress=False,
-        ema_decay=suite.ema_decay,
-        min_lr_ratio=suite.min_lr_ratio,
-        grad_clip=suite.grad_clip,
-        betas=(0.9, suite.beta2),
-        **kw,
-        **_objective_kwargs(objective, suite),
-    )
+def fit_method(data, recipe: Recipe, steps: int, device: str, seed: int, **kw):
+    """Fit one method's recipe for ``steps`` steps (``kw``: ``log_every``, fit's arguments)."""
+    train = {"max_steps": steps, "log_every": kw.pop("log_every", 50)}
+    recipe = resolve_recipe(recipe, train=train)
+    return fit_images(data, recipe=recipe, device=device, seed=seed, progress=False, **kw)
 
 
 def _median_time(fn, repeats: int = 5) -> float:
@@ -289,16 +212,15 @@ def run(
             nothing.
         seed: training and sampling seed.
         threads: ``torch.set_num_threads`` for the run (None leaves it).
-        overrides: :class:`Suite` fields replacing the suite's, e.g. ``{"omega": 2.0}``.
+        overrides: tier fields or :data:`RECIPE_FIELDS`, e.g. ``{"omega": 2.0}``.
 
     Returns:
         dict with the machine, the suite, per-method metrics, the timing and the target verdict.
     """
-    if suite not in SUITES:
-        raise ValueError(f"suite: expected one of {sorted(SUITES)}, got {suite!r}")
+    cfg = configure(suite, overrides)
+    recipes = recipes_for(cfg)
     if threads is not None:
         torch.set_num_threads(threads)
-    cfg = replace(SUITES[suite], **(overrides or {}))
     t_start = time.perf_counter()
     heldout = None
     if cfg.heldout:
@@ -318,7 +240,7 @@ def run(
     rounds: dict[str, list[float]] = {"mmf": [], "fm": []}
     for _ in range(cfg.calib_rounds):
         for obj in rounds:
-            fit_n = lambda n, obj=obj: _fit(data, obj, cfg, n, device, seed, log_every=n)  # noqa: E731
+            fit_n = lambda n, r=recipes[obj]: fit_method(data, r, n, device, seed, log_every=n)  # noqa: E731
             rounds[obj].append(seconds_per_step(fit_n, cfg.calib_steps))
     spp = {obj: statistics.median(v) for obj, v in rounds.items()}
     models, steps = {}, {}
@@ -326,10 +248,9 @@ def run(
         # The LR's cosine follows the clock (TimeLimit(lr_by_time=True)): both schedules end at
         # the budget whatever the machine's speed during the run; the step count is only a cap.
         scheduled = 3 * steps_for(cfg.budget_s, spp[obj], minimum=cfg.calib_steps)
-        models[obj] = _fit(
+        models[obj] = fit_method(
             data,
-            obj,
-            cfg,
+            recipes[obj],
             scheduled,
             device,
             seed,
@@ -409,14 +330,9 @@ def run(
         "benchmark": "images",
         "suite": suite,
         "config": asdict(cfg),
+        "recipes": {k: r.to_dict() for k, r in recipes.items()},
         "seed": seed,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "device": str(next(models["mmf"].model.parameters()).device),
-        },
+        "machine": machine_info(device),
         "extractor": extractor.description(),
         "extractor_test_accuracy": round(extractor.test_accuracy, 4),
         "calibrated_s_per_step": {k: round(v, 4) for k, v in spp.items()},
@@ -500,7 +416,9 @@ def _fine_detail(x: torch.Tensor) -> float | None:
     if tuple(x.shape[-2:]) == (8, 8):
         return None
     x = x.float()
-    back = _resize(_resize(x, 8, "area"), tuple(x.shape[-2:]), "bilinear")
+    down = F.interpolate(x, size=(8, 8), mode="area")
+    # The datasets' upsampling (load_digits(size=...)): bilinear with antialiasing.
+    back = F.interpolate(down, size=x.shape[-2:], mode="bilinear", antialias=True)
     return (x - back).square().flatten(1).sum(1).mean().item()
 
 
@@ -599,8 +517,7 @@ def run_seeds(
         raise ValueError(f"seeds: expected distinct seeds, got {seeds!r}")
     if jobs < 1:
         raise ValueError(f"jobs: expected a positive integer, got {jobs!r}")
-    if suite not in SUITES:
-        raise ValueError(f"suite: expected one of {sorted(SUITES)}, got {suite!r}")
+    check_suite(suite, SUITES)
     if threads is None:
         threads = max(1, (cpus_available() or os.cpu_count() or 1) // jobs)
     work = [
@@ -701,26 +618,28 @@ def seeds_table(summary: dict) -> str:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """``["omega=2", "lam=linear"]`` -> Suite overrides, each value cast to its field's type."""
-    types = {f.name: f.type for f in fields(Suite)}
+    """``["omega=2", "lam=linear"]`` -> overrides, each value a bool, number or string."""
+    valid = ({f.name for f in fields(Suite)} - {"changes"}) | set(RECIPE_FIELDS)
     out: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in types:
+        if not sep or key not in valid:
             raise SystemExit(
-                f"--set: expected FIELD=VALUE with FIELD in {sorted(types)}, got {item!r}"
+                f"--set: expected FIELD=VALUE with FIELD in {sorted(valid)}, got {item!r}"
             )
-        kind = str(types[key])
-        if kind == "int":
-            out[key] = int(value)
-        elif kind == "float":
-            out[key] = float(value)
-        else:  # lam: a number or a schedule name
-            try:
-                out[key] = float(value)
-            except ValueError:
-                out[key] = value
+        out[key] = _cast(value)
     return out
+
+
+def _cast(value: str) -> Any:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -29,10 +28,10 @@ from meanflow_sci.train import EMA
 
 try:
     from benchmarks.budget import TimeLimit
-    from benchmarks.images import SUITES, _fit, parse_overrides
+    from benchmarks.images import SUITES, configure, fit_method, parse_overrides, recipes_for
 except ModuleNotFoundError:  # run as a script: python benchmarks/images_track.py
     from budget import TimeLimit
-    from images import SUITES, _fit, parse_overrides
+    from images import SUITES, configure, fit_method, parse_overrides, recipes_for
 
 
 class OneStepTracker:
@@ -91,11 +90,12 @@ def run(
     device: str = "cpu",
 ) -> list[dict]:
     """Train MMF for at most ``steps`` steps or ``budget_s`` seconds; the tracked rows."""
-    cfg = replace(SUITES[suite], **(overrides or {}))
+    cfg = configure(suite, overrides)
     data = load_digits(size=cfg.size)
     tracker = OneStepTracker(data, digit_classifier(), every, ema=ema)
     callbacks = (tracker, TimeLimit(budget_s))
-    _fit(data, "mmf", cfg, steps, device, seed, log_every=5, callbacks=callbacks)
+    mmf = recipes_for(cfg)["mmf"]
+    fit_method(data, mmf, steps, device, seed, log_every=5, callbacks=callbacks)
     return tracker.rows
 
 

@@ -16,6 +16,11 @@ Two settings:
 Targets (Van der Pol, 1-step MMF): rel-L2 <= 0.5x nearest neighbour, <= 1.25x 50-step FM, <= 2x
 regression; 1-step sampling >= 30x faster than 50-step FM.
 
+Settings: the library's recipes (``meanflow_sci.RECIPES``), ``"trajectory_map"`` for Van der Pol
+and ``"trajectory_ensemble"`` for Lorenz-63, plus a small table of sizes per tier (:data:`SUITES`);
+flow matching and regression are the same recipe with another objective. Measurements behind
+these settings: ``benchmarks/NOTES.md``, "ODE".
+
 Usage:
     python benchmarks/ode.py                  # standard suite (5-8 minutes on 2 CPU cores)
     python benchmarks/ode.py --suite quick    # the benchmark suite's share (about 3 minutes)
@@ -25,9 +30,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import platform
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,55 +39,17 @@ import numpy as np
 import torch
 
 import meanflow_sci
+from meanflow_sci.recipes import Recipe, resolve_recipe
 from meanflow_sci.tasks import ode
 
 try:
     from benchmarks.budget import TimeLimit, seconds_per_step, steps_for
+    from benchmarks.common import check_suite, machine_info, rows_md
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/<name>.py
     from budget import TimeLimit, seconds_per_step, steps_for
+    from common import check_suite, machine_info, rows_md
     from report import write_results
-
-# The recipe found for conditional trajectories (measured on the standard suite, 1 thread):
-# - The output parameterisation moved the one-step error most. The exact average velocity of a
-#   deterministic map is u(z_t, r, t) = (z_t - x(cond)) / t for every r: with the network giving u
-#   directly ("u"), it must carry the 128-dim noise through to its output, and a residual MLP
-#   reproduces even a plain identity only to a few per cent (~11 % at width 128, ~4 % at 256).
-#   With prediction="x" (the network gives x and u = (z_t - x) / t, see nn.embeddings.to_velocity)
-#   it only has to learn x(cond), the regressor's job: 1-step rel-L2 at 1500 steps (512 x 2)
-#   went 0.0388 -> 0.0101-0.0118 (regression 0.0095-0.0153 in the same runs), and FM-50 with the
-#   same parameterisation 0.0328 -> 0.0243. All three generative/regression models here use it.
-# - Before that, width was what helped: 1-step rel-L2 at 600 steps 0.283 (128 x 3), 0.118
-#   (256 x 3), 0.098 (512 x 2); an explicit skip u = z + net(z, ...) did not (0.087 against 0.039
-#   at 1500 steps), as the velocity near t = 0, (z - x)/t, is far from z.
-# - Steps, affordable with the cheap lambda = 0 JVP: 512 x 2 went 0.098 (600) -> 0.040 (1500).
-# - lambda = 0 against the linear curriculum at equal wall clock (80 s each, 512 x 2, "u"): 0.040
-#   (1500 steps) against 0.053 (1000 steps; each step costs ~1.5x). Per step they are close, so the
-#   cheaper step wins. The target is a deterministic map of cond, so lambda > 0 is not biased here.
-# - lr 6e-3 over 3e-3 (0.077 against 0.098 at 600 steps, "u"); 1e-2 no better.
-# - Time sampler: with "u", logit-normal(1.5, 1) beat mu = 0 (the flow is smooth near the noise
-#   end); with "x" the two are close (0.0101 with mu = 1.5, 0.0118 with mu = 0, one seed each, on
-#   a machine shared by both runs), so the recipe uses the plain logit-normal(0, 1). Adaptive
-#   weighting p = 1 beat p = 0 (0.28 against 0.40 with "u" at 128 x 3).
-MMF_RECIPE: dict[str, Any] = {
-    "lam": 0.0,
-    "time_sampler": {"name": "logit_normal", "mu": 0.0, "sigma": 1.0, "ratio_r_neq_t": 0.25},
-    "adaptive_p": 1.0,
-}
-# Lorenz-63 with prediction="x" at 1000 steps, seeds 0-3: 1-step SW / floor 1.33, 1.17, 1.52, 1.18
-# against 1.57, 1.67, 1.68, 1.57 with "u", so it shares the conditional setting's output here;
-# in examples/ode_fitting.py's setting (1500 steps, one seed) "u" was better (1.40 against 1.83),
-# so for distributions the evidence is mixed.
-# Lorenz-63 unconditional is a distribution: lambda > 0 would contract samples toward the mean.
-# Here the one-step map is a real transport, not eps minus a constant: SW / floor at 1000 steps
-# (512 x 2) was 1.57 with logit-normal(0, 1) and lr 3e-3, 1.70 with mu = 1.5, and 5.6 with mu = 1.5
-# at lr 6e-3 (the 2-step sampler stayed at 1.2-1.3), hence its own sampler and lr.
-LORENZ_RECIPE: dict[str, Any] = {
-    "lam": 0.0,
-    "time_sampler": {"name": "logit_normal", "mu": 0.0, "sigma": 1.0, "ratio_r_neq_t": 0.25},
-    "adaptive_p": 1.0,
-}
-FM_RECIPE: dict[str, Any] = {"time_sampler": {"name": "uniform", "ratio_r_neq_t": 0.0}}
 
 TARGETS = {
     "mmf1_over_nn": 0.5,
@@ -95,19 +61,14 @@ TARGETS = {
 
 @dataclass(frozen=True)
 class SuiteConfig:
-    """Sizes of one suite."""
+    """Sizes of one tier; ``backbone`` and ``train`` change the recipes' groups."""
 
     n_train: int
     n_test: int
-    mmf_steps: int
+    mmf_steps: int  # Van der Pol MMF steps (the recipe's 3000 is the defaults benchmark's)
     lorenz_steps: int
-    hidden: int = 512
-    depth: int = 2
-    prediction: str = "x"  # network output of every MLP here (see the recipe notes above)
-    batch_size: int = 256
-    lr: float = 6e-3
-    lorenz_lr: float = 3e-3
-    ema_decay: float = 0.99
+    backbone: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
     calib_steps: int = 20
     fm_steps_eval: tuple[int, ...] = (1, 10, 50)
     neural_ode: bool = True
@@ -120,51 +81,41 @@ SUITES = {
         n_test=16,
         mmf_steps=6,
         lorenz_steps=4,
-        hidden=32,
-        depth=1,
-        batch_size=32,
+        backbone={"hidden": 32, "depth": 1},  # plumbing only: a tiny network
+        train={"batch_size": 32},
         calib_steps=3,
         fm_steps_eval=(1, 50),
     ),
     # quick: the suite's share of about 15 minutes; standard: the sizes behind the issue targets.
     "quick": SuiteConfig(n_train=1000, n_test=128, mmf_steps=600, lorenz_steps=400),
     "standard": SuiteConfig(n_train=2000, n_test=256, mmf_steps=1500, lorenz_steps=1000),
+    # GPU scale: a deeper network and a longer weight average for the longer run.
     "full": SuiteConfig(
-        n_train=4000, n_test=512, mmf_steps=6000, lorenz_steps=4000, depth=3, ema_decay=0.999
+        n_train=4000,
+        n_test=512,
+        mmf_steps=6000,
+        lorenz_steps=4000,
+        backbone={"depth": 3},
+        train={"ema_decay": 0.999},
     ),
 }
+# Lorenz-63 differs from "trajectory_ensemble" in its output: the data estimate ("x") gave
+# SW / floor 1.17-1.52 against 1.57-1.68 with "u" at 1000 steps, seeds 0-3 (NOTES.md, "ODE").
+LORENZ_BACKBONE = {"prediction": "x"}
 
 
-def _fit(
-    data,
-    cond,
-    objective: str,
-    cfg: SuiteConfig,
-    steps: int,
-    device: str,
-    seed: int,
-    budget_s: float | None = None,
-    **extra: Any,
-):
+def _recipe(cfg: SuiteConfig, name: str, steps: int, objective: str | None = None) -> Recipe:
+    backbone = {**cfg.backbone, **(LORENZ_BACKBONE if name == "trajectory_ensemble" else {})}
+    train = {**cfg.train, "max_steps": steps, "log_every": 10}
+    return resolve_recipe(name, backbone=backbone, objective=objective, train=train)
+
+
+def _fit(data, cond, recipe: Recipe, device: str, seed: int, budget_s: float | None = None):
     # Under a budget the LR's cosine follows the clock, so the schedule ends at the budget
     # however fast the machine runs (the step count is then only a cap).
     callbacks = () if budget_s is None else (TimeLimit(budget_s, lr_by_time=True),)
     return meanflow_sci.fit(
-        data,
-        cond,
-        backbone="mlp",
-        backbone_kwargs={"hidden": cfg.hidden, "depth": cfg.depth, "prediction": cfg.prediction},
-        objective=objective,
-        max_steps=steps,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        ema_decay=cfg.ema_decay,
-        device=device,
-        seed=seed,
-        progress=False,
-        log_every=10,
-        callbacks=callbacks,
-        **extra,
+        data, cond, recipe=recipe, device=device, seed=seed, progress=False, callbacks=callbacks
     )
 
 
@@ -200,16 +151,12 @@ def _solver_row(ds, **extra: Any) -> dict:
     }
 
 
-def _fit_in_budget(
-    data, cond, objective: str, cfg: SuiteConfig, budget_s: float, device: str, seed: int, **extra
-):
+def _fit_in_budget(data, cond, objective: str, cfg: SuiteConfig, budget_s: float, device, seed):
     """Fit ``objective`` for ``budget_s`` of wall time: the clock stops the run and drives the
     LR's cosine; a calibration caps the step count at 3x what the budget should buy."""
-    sps = seconds_per_step(
-        lambda n: _fit(data, cond, objective, cfg, n, device, seed, **extra), cfg.calib_steps
-    )
-    steps = 3 * steps_for(budget_s, sps)
-    return _fit(data, cond, objective, cfg, steps, device, seed, budget_s=budget_s, **extra)
+    recipe = lambda n: _recipe(cfg, "trajectory_map", n, objective)  # noqa: E731
+    sps = seconds_per_step(lambda n: _fit(data, cond, recipe(n), device, seed), cfg.calib_steps)
+    return _fit(data, cond, recipe(3 * steps_for(budget_s, sps)), device, seed, budget_s=budget_s)
 
 
 def _row(method: str, steps: Any, res: dict, train_s: float, train_steps: Any) -> dict:
@@ -229,19 +176,19 @@ def van_der_pol_conditional(cfg: SuiteConfig, device: str, seed: int) -> dict:
     """The conditional benchmark; returns rows, ratios and verdicts."""
     train = ode.simulate("van_der_pol", cfg.n_train, seed=seed)
     test = ode.simulate("van_der_pol", cfg.n_test, seed=seed + 1)
-    data, cond = ode.fit_inputs(train, "conditional", flatten=True)
+    data, cond = ode.fit_inputs(train, "conditional")
     ev = {"reintegrate": True, "timing_repeats": 3, "seed": seed}
     rows: list[dict] = []
     results: dict[str, dict] = {}
 
-    mmf = _fit(data, cond, "mmf", cfg, cfg.mmf_steps, device, seed, **MMF_RECIPE)
+    mmf = _fit(data, cond, _recipe(cfg, "trajectory_map", cfg.mmf_steps), device, seed)
     budget = mmf.train_time_s
     for k in (1, 2):
         results[f"mmf{k}"] = ode.evaluate(mmf, test, steps=k, **ev)
         rows.append(_row("MMF", k, results[f"mmf{k}"], budget, mmf.steps_trained))
 
     # Same wall-clock budget for the others: calibrate their step cost, cap with a time limit.
-    fm = _fit_in_budget(data, cond, "fm", cfg, budget, device, seed, **FM_RECIPE)
+    fm = _fit_in_budget(data, cond, "fm", cfg, budget, device, seed)
     for k in cfg.fm_steps_eval:
         results[f"fm{k}"] = ode.evaluate(fm, test, steps=k, **ev)
         rows.append(_row("FM (Euler)", k, results[f"fm{k}"], fm.train_time_s, fm.steps_trained))
@@ -306,9 +253,9 @@ def lorenz_unconditional(cfg: SuiteConfig, device: str, seed: int) -> dict:
     test = ode.simulate("lorenz63", cfg.n_test, seed=seed + 11, **kw)
     other = ode.simulate("lorenz63", cfg.n_test, seed=seed + 12, **kw)
     floor = ode.evaluate(other["x"].values, test, setting="unconditional", reintegrate=False)
-    data, _ = ode.fit_inputs(train, "unconditional", flatten=True)
-    lcfg = replace(cfg, lr=cfg.lorenz_lr)
-    model = _fit(data, None, "mmf", lcfg, cfg.lorenz_steps, device, seed, **LORENZ_RECIPE)
+    data, _ = ode.fit_inputs(train, "unconditional")
+    recipe = _recipe(cfg, "trajectory_ensemble", cfg.lorenz_steps)
+    model = _fit(data, None, recipe, device, seed)
     rows = [
         {
             "method": "solver vs solver (floor)",
@@ -377,11 +324,9 @@ def _plots(out: Path, vdp: dict, lorenz: dict | None) -> list[str]:
     test = vdp["test"]
     cond = ode.condition_of(test)[:4]
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
-    t = test["time"].values
     for name, style in (("mmf", "-"), ("fm", ":"), ("regression", "--")):
         model = vdp["models"][name]
         pred = np.asarray(model.sample(cond=cond, steps=1 if name != "fm" else 50, seed=0))
-        pred = pred.reshape(len(cond), len(t), -1)
         for i, ax in enumerate(axes):
             ax.plot(pred[i, :, 0], pred[i, :, 1], style, label=f"{name}")
     for i, ax in enumerate(axes):
@@ -394,9 +339,7 @@ def _plots(out: Path, vdp: dict, lorenz: dict | None) -> list[str]:
     plt.close(fig)
     written.append(str(path))
     if lorenz is not None:
-        gen = np.asarray(lorenz["model"].sample(64, steps=1, seed=0)).reshape(
-            64, len(lorenz["test"]["time"]), 3
-        )
+        gen = np.asarray(lorenz["model"].sample(64, steps=1, seed=0))
         ref = lorenz["test"]["x"].values[:64]
         fig, axes = plt.subplots(1, 2, figsize=(9, 4))
         for ax, traj, title in ((axes[0], ref, "dopri5"), (axes[1], gen, "MMF, 1 step")):
@@ -411,14 +354,6 @@ def _plots(out: Path, vdp: dict, lorenz: dict | None) -> list[str]:
     return written
 
 
-def _markdown(rows: list[dict]) -> str:
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |")
-    return "\n".join(lines)
-
-
 def run(
     suite: str = "quick", device: str = "auto", out: str | Path | None = None, seed: int = 0
 ) -> dict:
@@ -431,9 +366,7 @@ def run(
         out: folder for ``results.json``, ``results.md`` and plots (nothing written when None).
         seed: data and training seed.
     """
-    if suite not in SUITES:
-        raise ValueError(f"suite: expected one of {sorted(SUITES)}, got {suite!r}")
-    cfg = SUITES[suite]
+    cfg = check_suite(suite, SUITES)
     start = time.perf_counter()
     vdp = van_der_pol_conditional(cfg, device, seed)
     lorenz = lorenz_unconditional(cfg, device, seed) if cfg.lorenz else None
@@ -458,7 +391,10 @@ def run(
         "benchmark": "ode",
         "suite": suite,
         "config": asdict(cfg),
-        "recipe": {"mmf": MMF_RECIPE, "lorenz": LORENZ_RECIPE, "fm": FM_RECIPE},
+        "recipe": {
+            "van_der_pol": vdp["models"]["mmf"].recipe.to_dict(),
+            "lorenz": None if lorenz is None else lorenz["model"].recipe.to_dict(),
+        },
         "tables": tables,
         "ratios": vdp["ratios"],
         "verdicts": vdp["verdicts"],
@@ -474,18 +410,14 @@ def run(
             "steps": lorenz["steps"],
             "sw_floor": lorenz["sw_floor"],
         },
-        "machine": {
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "machine": machine_info(device),
         "wall_s": round(time.perf_counter() - start, 1),
     }
     if out is not None:
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         result["plots"] = _plots(folder, vdp, lorenz)
-        md = [f"## {t['title']}\n\n{_markdown(t['rows'])}\n" for t in tables]
+        md = [f"## {t['title']}\n\n{rows_md(t['rows'])}\n" for t in tables]
         write_results(folder, "results", result, "\n".join(md))
     return result
 
@@ -502,14 +434,14 @@ def main() -> None:
     result = run(args.suite, device=args.device, out=args.out, seed=args.seed)
     for table in result["tables"]:
         print(f"\n{table['title']}\n")
-        print(_markdown(table["rows"]))
+        print(rows_md(table["rows"]))
     print("\nTargets (Van der Pol, 1-step MMF):")
     for key, v in result["verdicts"].items():
         print(f"  {key}: {v['value']} (target {v['target']}): {'met' if v['met'] else 'MISSED'}")
     print(f"\nwall time {result['wall_s']} s; results in {args.out}")
 
 
-__all__ = ["run", "SUITES", "SuiteConfig", "MMF_RECIPE", "LORENZ_RECIPE", "FM_RECIPE"]
+__all__ = ["run", "SUITES", "SuiteConfig"]
 
 if __name__ == "__main__":
     main()

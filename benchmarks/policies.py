@@ -213,12 +213,14 @@ def compare(
             f"{name}: return {res['mean_return']:.2f} score {res['normalised_score']:.3f} "
             f"latency {res['latency_ms_median']:.2f} ms"
         )
+    first = next(iter(fitted.values()))[0] if fitted else None
     return {
         "env_id": env_id,
         "config": {
             "n_demo_episodes": int(dataset.sizes["episode"]),
             "expert": expert_name,
-            "recipe": next(iter(fitted.values()))[0].model.recipe.to_dict() if fitted else None,
+            "recipe": first.model.recipe.to_dict() if first else None,
+            "train_steps": first.model.recipe.train.max_steps if first else None,
             "horizon": horizon,
             "n_obs_steps": n_obs_steps,
             "n_action_steps": n_action_steps,

@@ -1,30 +1,37 @@
-"""Training-step and sampling cost of MMF against flow matching, per backbone.
+"""Training-step and sampling cost of MMF against flow matching, per backbone (the ``speed`` task).
 
-Prints, for each backbone at a small and a medium size: the median time of a flow-matching
-step, of an MMF step at λ = 0, 0.5 and 1, their ratios, the λ = 0 ratio with plain
-``torch.func.jvp`` and PyTorch's own forward-mode formulas (the straightforward implementation),
-the λ = 0 ratio with ``jvp_backend="fd"`` (a finite difference instead of the JVP), and one-step
-sampling over a bare forward.
-All timings of one row come from the same process, interleaved, so the ratios are fair.
+For each backbone at a small and a medium size: the median time of a flow-matching step, of an
+MMF step at λ = 0, 0.5 and 1, their ratios, the λ = 0 ratio with plain ``torch.func.jvp`` and
+PyTorch's own forward-mode formulas (the straightforward implementation), the λ = 0 ratio with
+``jvp_backend="fd"`` (a finite difference instead of the JVP), and one-step sampling over a bare
+forward. All timings of one row come from the same process, interleaved, so the ratios are fair.
+The suite's task (:func:`run`) adds the sampling latency of one batch against NFE.
 
 Usage:
     python benchmarks/speed_step.py [--repeats 15] [--threads 2] [--ratio 0.25] [--json OUT]
+    python -c "from benchmarks.speed_step import run; print(run('smoke'))"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from meanflow_sci.core import FlowMatching, ModularMeanFlow, sample
 from meanflow_sci.nn import build_backbone
 from meanflow_sci.nn.layers import set_lean_jvp
+
+try:
+    from benchmarks.common import check_suite, machine_info
+except ModuleNotFoundError:  # run as a script: python benchmarks/speed_step.py
+    from common import check_suite, machine_info
 
 # name, size, backbone kwargs, sample shape, batch
 CASES = [
@@ -43,37 +50,42 @@ CASES = [
         32,
     ),
 ]
+SPEED_CASES: dict[str, list[tuple]] = {
+    "tiny": [
+        ("mlp", "tiny", {"dim": 8, "hidden": 32, "depth": 1}, (8,), 16),
+        ("unet1d", "tiny", {"channels": 2, "down_dims": (8, 16)}, (8, 2), 8),
+    ],
+    "small": [c for c in CASES if c[1] == "small"],
+    "all": CASES,
+}
 
 
-def _step_fn(model, objective, x: torch.Tensor, opt) -> Callable[[], None]:
-    def step() -> None:
-        loss = objective(model, x).loss.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+@dataclass(frozen=True)
+class SpeedConfig:
+    """Sizes of the speed task for one suite."""
 
-    return step
-
-
-def _without_lean(fn: Callable[[], None]) -> Callable[[], None]:
-    """The same step with PyTorch's own forward-mode formulas (for comparison)."""
-
-    def wrapped() -> None:
-        old = set_lean_jvp(False)
-        try:
-            fn()
-        finally:
-            set_lean_jvp(old)
-
-    return wrapped
+    cases: str  # key of SPEED_CASES
+    repeats: int  # timed repetitions of each training step
+    nfe: tuple[int, ...]  # sampling steps to time
+    latency_repeats: int
+    ratio_r_neq_t: float = 0.25
 
 
-def _median_times(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+_NFE = (1, 2, 4, 10, 50)
+SUITES = {
+    "smoke": SpeedConfig(cases="tiny", repeats=2, nfe=(1, 2, 4), latency_repeats=2),
+    "quick": SpeedConfig(cases="small", repeats=7, nfe=_NFE, latency_repeats=5),
+    "standard": SpeedConfig(cases="small", repeats=7, nfe=_NFE, latency_repeats=5),
+    "full": SpeedConfig(cases="all", repeats=15, nfe=_NFE, latency_repeats=15),
+}
+
+
+def _median_times(fns: dict[tuple | str, Callable[[], None]], repeats: int) -> dict:
     """Median wall time of each function, calls interleaved so drift hits all alike."""
-    for fn in fns.values():  # warm-up (first JVP compiles helpers)
+    for fn in fns.values():  # warm-up (the first JVP compiles helpers)
         fn()
         fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    times: dict = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
             t0 = time.perf_counter()
@@ -82,74 +94,202 @@ def _median_times(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str,
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def run(repeats: int = 15, ratio: float = 0.25, cases=CASES) -> list[dict]:
-    rows = []
-    for name, size, kwargs, shape, batch in cases:
-        torch.manual_seed(0)
-        model = build_backbone(name, **kwargs)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        x = torch.randn(batch, *shape)
-        sampler = {"time_sampler": "logit_normal", "ratio_r_neq_t": ratio}
-        objs = {
-            "fm": FlowMatching(check_inputs=False),
-            "mmf_lam0": ModularMeanFlow(lam=0.0, check_inputs=False, **sampler),
-            "mmf_lam0.5": ModularMeanFlow(lam=0.5, check_inputs=False, **sampler),
-            "mmf_lam1": ModularMeanFlow(lam=1.0, check_inputs=False, **sampler),
-            "mmf_lam0_func": ModularMeanFlow(
-                lam=0.0, check_inputs=False, jvp_backend="func", **sampler
-            ),
-            "mmf_lam0_fd": ModularMeanFlow(
-                lam=0.0, check_inputs=False, jvp_backend="fd", **sampler
-            ),
+def _case_row(case: tuple, repeats: int, ratio: float) -> dict:
+    name, size, kwargs, shape, batch = case
+    torch.manual_seed(0)
+    model = build_backbone(name, **kwargs)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, *shape)
+    kw = {"check_inputs": False, "time_sampler": "logit_normal", "ratio_r_neq_t": ratio}
+    objs = {
+        "fm": FlowMatching(check_inputs=False),
+        **{f"mmf_lam{lam:g}": ModularMeanFlow(lam=lam, **kw) for lam in (0.0, 0.5, 1.0)},
+        "mmf_lam0_func": ModularMeanFlow(lam=0.0, jvp_backend="func", **kw),
+        "mmf_lam0_fd": ModularMeanFlow(lam=0.0, jvp_backend="fd", **kw),
+    }
+
+    def step_fn(objective, lean: bool = True) -> Callable[[], None]:
+        def step() -> None:
+            # lean=False: PyTorch's own forward-mode formulas, the reference implementation.
+            old = set_lean_jvp(lean)
+            try:
+                loss = objective(model, x).loss.mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            finally:
+                set_lean_jvp(old)
+
+        return step
+
+    fns = {k: step_fn(o, lean=k != "mmf_lam0_func") for k, o in objs.items()}
+    noise, ones = torch.randn_like(x), torch.ones(batch)
+
+    @torch.no_grad()
+    def forward() -> None:
+        model(noise, ones * 0, ones)
+
+    fns["forward"] = forward
+    fns["sample_1step"] = lambda: sample(model, noise, steps=1)
+    t = _median_times(fns, repeats)
+    return {
+        "backbone": name,
+        "size": size,
+        "params": sum(p.numel() for p in model.parameters()),
+        "batch": batch,
+        "shape": list(shape),
+        **{f"{k}_ms": 1e3 * v for k, v in t.items()},
+        "mmf0_over_fm": t["mmf_lam0"] / t["fm"],
+        "mmf05_over_fm": t["mmf_lam0.5"] / t["fm"],
+        "mmf1_over_fm": t["mmf_lam1"] / t["fm"],
+        "mmf0_func_over_fm": t["mmf_lam0_func"] / t["fm"],
+        "mmf0_fd_over_fm": t["mmf_lam0_fd"] / t["fm"],
+        "sample1_over_forward": t["sample_1step"] / t["forward"],
+    }
+
+
+def step_cost(
+    repeats: int = 15, ratio: float = 0.25, cases: Sequence[tuple] = CASES
+) -> tuple[list[dict], dict[str, str]]:
+    """Step-cost rows of each case, one case at a time so one failing backbone loses no other.
+
+    Returns:
+        The rows of the cases that ran, and ``{"<backbone> (<size>)": error}`` of those that
+        raised.
+    """
+    rows, errors = [], {}
+    for case in cases:
+        try:
+            rows.append(_case_row(case, repeats, ratio))
+        except Exception as exc:  # noqa: BLE001 - recorded in the table
+            errors[f"{case[0]} ({case[1]})"] = f"{type(exc).__name__}: {exc}"
+    return rows, errors
+
+
+def _latency(case: tuple, nfes: Sequence[int], repeats: int, device: torch.device) -> list[dict]:
+    """Median sampling latency of one batch against NFE, MMF ("mean") and FM ("flow") samplers."""
+    name, size, kwargs, shape, batch = case
+    torch.manual_seed(0)
+    model = build_backbone(name, **kwargs).to(device).eval()
+    noise = torch.randn(batch, *shape, device=device)
+
+    def fn(mode: str, k: int) -> Callable[[], None]:
+        def call() -> None:
+            with torch.no_grad():
+                sample(model, noise, steps=k, mode=mode)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        return call
+
+    fns = {
+        (label, k): fn(mode, k) for mode, label in (("mean", "MMF"), ("flow", "FM")) for k in nfes
+    }
+    med = _median_times(fns, repeats)
+    return [
+        {
+            "backbone": f"{name} ({size})",
+            "method": label,
+            "nfe": k,
+            "batch": batch,
+            "ms": round(1e3 * t, 4),
+            "per_sample_us": round(1e6 * t / batch, 3),
+            "over_1nfe": round(t / med[(label, 1)], 2) if (label, 1) in med else None,
         }
-        fns = {k: _step_fn(model, o, x, opt) for k, o in objs.items()}
-        # The reference: torch.func.jvp with PyTorch's own forward-mode formulas.
-        fns["mmf_lam0_func"] = _without_lean(fns["mmf_lam0_func"])
-        noise = torch.randn_like(x)
-        ones = torch.ones(batch)
+        for (label, k), t in med.items()
+    ]
 
-        @torch.no_grad()
-        def forward(model=model, noise=noise, ones=ones) -> None:
-            model(noise, ones * 0, ones)
 
-        fns["forward"] = forward
-        fns["sample_1step"] = lambda model=model, noise=noise: sample(model, noise, steps=1)
-        t = _median_times(fns, repeats)
-        rows.append(
-            {
-                "backbone": name,
-                "size": size,
-                "params": sum(p.numel() for p in model.parameters()),
-                "batch": batch,
-                "shape": list(shape),
-                **{f"{k}_ms": 1e3 * v for k, v in t.items()},
-                "mmf0_over_fm": t["mmf_lam0"] / t["fm"],
-                "mmf05_over_fm": t["mmf_lam0.5"] / t["fm"],
-                "mmf1_over_fm": t["mmf_lam1"] / t["fm"],
-                "mmf0_func_over_fm": t["mmf_lam0_func"] / t["fm"],
-                "mmf0_fd_over_fm": t["mmf_lam0_fd"] / t["fm"],
-                "sample1_over_forward": t["sample_1step"] / t["forward"],
-            }
+# Step-cost table: column -> row key (ratios rounded to 2 digits, times to 3).
+_STEP_COLUMNS = {
+    "FM ms": "fm_ms",
+    "MMF λ=0 ms": "mmf_lam0_ms",
+    "MMF λ=0.5 ms": "mmf_lam0.5_ms",
+    "MMF λ=1 ms": "mmf_lam1_ms",
+    "λ=0/FM": "mmf0_over_fm",
+    "λ=0.5/FM": "mmf05_over_fm",
+    "λ=1/FM": "mmf1_over_fm",
+    "1-step/forward": "sample1_over_forward",
+    "λ=0/FM (torch.func.jvp)": "mmf0_func_over_fm",
+    "λ=0/FM (fd)": "mmf0_fd_over_fm",
+}
+
+
+def run(
+    suite: str = "quick", device: str = "auto", out: str | Path | None = None, seed: int = 0
+) -> dict:
+    """Training-step cost (always on the CPU) and sampling latency on ``device`` (the task).
+
+    ``out`` and ``seed`` are unused (fixed initialisation; the suite writes the files).
+    """
+    from meanflow_sci.train import resolve_device
+
+    cfg = check_suite(suite, SUITES)
+    dev = resolve_device(device)
+    cases = SPEED_CASES[cfg.cases]
+    t0 = time.perf_counter()
+    step_rows, errors = step_cost(cfg.repeats, cfg.ratio_r_neq_t, cases)
+    if not step_rows:
+        raise RuntimeError(f"every training-step case failed: {errors}")
+    latency_rows = [r for case in cases for r in _latency(case, cfg.nfe, cfg.latency_repeats, dev)]
+    step_table = [
+        {
+            **{k: r[k] for k in ("backbone", "size", "params", "batch")},
+            **{c: round(r[k], 3 if c.endswith("ms") else 2) for c, k in _STEP_COLUMNS.items()},
+        }
+        for r in step_rows
+    ] + [{"backbone": k, "error": v} for k, v in errors.items()]
+    pivot: dict[tuple[str, str], dict] = {}
+    for r in latency_rows:
+        row = pivot.setdefault(
+            (r["backbone"], r["method"]),
+            {"backbone": r["backbone"], "method": r["method"], "batch": r["batch"]},
         )
-    return rows
+        row[f"NFE {r['nfe']} ms"] = r["ms"]
+    first, last = cfg.nfe[0], cfg.nfe[-1]
+    for row in pivot.values():
+        row[f"NFE {last} / NFE {first}"] = round(
+            row[f"NFE {last} ms"] / max(row[f"NFE {first} ms"], 1e-12), 1
+        )
+    tables = [
+        {
+            "name": "speed_step_cost",
+            "task": "speed",
+            "title": f"Training-step cost, MMF against flow matching (CPU, "
+            f"{torch.get_num_threads()} threads, median of {cfg.repeats}, ratios from one run)",
+            "columns": list(dict.fromkeys(k for r in step_table for k in r)),
+            "rows": step_table,
+        },
+        {
+            "name": "speed_sampling_latency",
+            "task": "speed",
+            "title": f"Sampling latency of one batch against NFE ({dev}, untrained networks: "
+            f"latency does not depend on the weights; median of {cfg.latency_repeats})",
+            "columns": list(next(iter(pivot.values())).keys()),
+            "rows": list(pivot.values()),
+        },
+    ]
+    return {
+        "benchmark": "speed",
+        "suite": suite,
+        "config": asdict(cfg),
+        "device": {"step_cost": "cpu", "latency": str(dev)},
+        "step_cost": step_rows,
+        "errors": errors,
+        "latency": latency_rows,
+        "tables": tables,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (
-        "| backbone | size | params | FM ms | MMF λ=0 ms | MMF λ=0.5 ms | MMF λ=1 ms | λ=0/FM "
-        "| λ=0.5/FM | λ=1/FM | λ=0/FM with torch.func.jvp | λ=0/FM with fd | fwd ms | 1-step ms "
-        "| 1-step/fwd |"
-    )
-    lines = [head, "|" + "---|" * 15]
+    head = ["backbone", "size", "params", *_STEP_COLUMNS, "fwd ms", "1-step ms"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        lines.append(
-            f"| {r['backbone']} | {r['size']} | {r['params']:,} | {r['fm_ms']:.2f} | "
-            f"{r['mmf_lam0_ms']:.2f} | {r['mmf_lam0.5_ms']:.2f} | {r['mmf_lam1_ms']:.2f} | "
-            f"{r['mmf0_over_fm']:.2f} | {r['mmf05_over_fm']:.2f} | {r['mmf1_over_fm']:.2f} | "
-            f"{r['mmf0_func_over_fm']:.2f} | {r['mmf0_fd_over_fm']:.2f} | "
-            f"{r['forward_ms']:.3f} | {r['sample_1step_ms']:.3f} | "
-            f"{r['sample1_over_forward']:.2f} |"
-        )
+        cells = [r["backbone"], r["size"], f"{r['params']:,}"]
+        cells += [f"{r[k]:.2f}" for k in _STEP_COLUMNS.values()]
+        cells += [f"{r['forward_ms']:.3f}", f"{r['sample_1step_ms']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -157,23 +297,20 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--repeats", type=int, default=15, help="timed repetitions per variant")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument(
-        "--ratio", type=float, default=0.25, help="fraction of the batch with r != t (MMF)"
-    )
+    p.add_argument("--ratio", type=float, default=0.25, help="fraction of the batch with r != t")
     p.add_argument("--only", default=None, help="comma-separated backbone names")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     cases = [c for c in CASES if a.only is None or c[0] in a.only.split(",")]
-    rows = run(a.repeats, a.ratio, cases)
-    print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads, r != t fraction {a.ratio}"
-    )
+    rows, errors = step_cost(a.repeats, a.ratio, cases)
+    m = machine_info("cpu")
+    print(f"torch {m['torch']}, {m['processor']}, {m['torch_threads']} threads, r != t {a.ratio}")
     print(format_table(rows))
+    for label, err in errors.items():
+        print(f"{label}: {err}")
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        Path(a.json).write_text(json.dumps({"machine": m, "rows": rows}, indent=2))
     return 0
 
 

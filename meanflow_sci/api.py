@@ -547,6 +547,15 @@ def fit(
         objective=None if instance_obj is not None else objective,
         train=train,
     )
+    if instance_net is not None or instance_obj is not None:
+        # The recipe no longer describes the whole setting: say what replaced which group.
+        given = [f"{type(v).__name__} {k}" for k, v in (("backbone", instance_net),
+                 ("objective", instance_obj)) if v is not None]  # fmt: skip
+        resolved = dataclasses.replace(
+            resolved,
+            name="custom",
+            summary=f"recipe {resolved.name!r} with a {' and a '.join(given)} instance",
+        )
     config = dataclasses.replace(resolved.train, device=device, seed=seed, progress=progress)
     check_positive_int("seed", seed, minimum=0)
     check_range("val_fraction", val_fraction, 0.0, 1.0)

@@ -170,12 +170,12 @@ def test_generic_tables_from_unknown_result():
 
 def test_every_task_defines_every_suite():
     """``--suite NAME`` must mean something in each task, not fail deep inside a run."""
-    from benchmarks import claims, control, images, ode
-    from benchmarks.suite import ESTIMATED_S, SPEED_CONFIGS, SUITES
+    from benchmarks import claims, control, images, ode, speed_step
+    from benchmarks.suite import ESTIMATED_S, SUITES
 
     for table in (ode.SUITES, images.SUITES, control.SUITES, claims.CLAIMS_CONFIGS):
         assert set(table) == set(SUITES)
-    assert set(SPEED_CONFIGS) == set(SUITES) == set(ESTIMATED_S)
+    assert set(speed_step.SUITES) == set(SUITES) == set(ESTIMATED_S)
     assert all(set(ESTIMATED_S[s]) == set(TASKS) for s in SUITES)
 
 
@@ -301,13 +301,13 @@ def test_write_results_replaces_both_files_and_a_failed_write_keeps_the_old_ones
 def test_images_fm_omega_sets_flow_matchings_guidance_alone():
     from dataclasses import replace
 
-    from benchmarks.images import SUITES, _objective_kwargs, parse_overrides
+    from benchmarks.images import SUITES, configure, parse_overrides, recipes_for
 
-    cfg = replace(SUITES["smoke"], **parse_overrides(["omega=1.2", "fm_omega=1.0"]))
-    assert _objective_kwargs("mmf", cfg)["objective"].guidance.omega == 1.2
-    assert _objective_kwargs("fm", cfg)["objective"].guidance is None
+    cfg = configure("smoke", parse_overrides(["omega=1.2", "fm_omega=1.0"]))
+    assert recipes_for(cfg)["mmf"].objective.guidance["omega"] == 1.2
+    assert recipes_for(cfg)["fm"].objective.guidance is None
     shared = replace(SUITES["smoke"], omega=1.2)  # fm_omega None: the same scale for both
-    assert _objective_kwargs("fm", shared)["objective"].guidance.omega == 1.2
+    assert recipes_for(shared)["fm"].objective.guidance["omega"] == 1.2
 
 
 def test_images_fine_detail_sees_what_the_8x8_extractor_averages_away():

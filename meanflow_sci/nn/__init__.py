@@ -52,7 +52,6 @@ BACKBONES: dict[str, type[nn.Module]] = {
 }
 
 
-
 def build_backbone(name_or_module: str | nn.Module, **kwargs: Any) -> nn.Module:
     """Build a backbone from its registry name and config fields, or pass a module through.
 
