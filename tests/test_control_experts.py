@@ -15,7 +15,7 @@ def _episode(env_id, expert, seed=0, max_steps=None):
     ex.reset(env, np.random.default_rng(seed))
     total, steps = 0.0, 0
     while True:
-        obs, r, term, trunc, _ = env.step(ex.act(env))
+        obs, r, term, trunc, _ = env.step(ex.act(env, obs))
         total += r
         steps += 1
         if term or trunc or (max_steps and steps >= max_steps):
@@ -67,11 +67,11 @@ def test_reacher_random_branch_gives_both_modes():
 def test_mppi_makes_half_cheetah_run_forward():
     env = make_env("HalfCheetah-v5")
     ex = make_expert(MPPIExpert(horizon=8, n_samples=16), env)
-    env.reset(seed=0)
+    obs, _ = env.reset(seed=0)
     ex.reset(env, np.random.default_rng(0))
     x0 = env.unwrapped.data.qpos[0]
     for _ in range(25):
-        env.step(ex.act(env))
+        obs = env.step(ex.act(env, obs))[0]
     assert env.unwrapped.data.qpos[0] - x0 > 0.1
 
 

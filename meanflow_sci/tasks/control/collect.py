@@ -11,6 +11,12 @@ Layout (``E`` episodes, ``T`` the longest episode, shorter ones padded):
 - ``length`` ``(episode,)`` int: valid steps; ``obs``/``action`` are NaN beyond it.
 - ``mode`` ``(episode,)`` int: the expert's discrete mode (Reacher: +1 elbow-up, -1 elbow-down).
 - ``seed`` ``(episode,)`` int: the ``env.reset`` seed of the episode.
+- ``success`` ``(episode,)`` bool, where the environment reports a success flag in its step
+  ``info`` (Meta-World, gymnasium-robotics): the episode succeeded. Such episodes end at their
+  first success, as those benchmarks score them.
+- ``variation`` ``(episode, variation_dim)`` float32, where ``env.reset`` reports
+  ``info["variation"]`` (Meta-World: the task's object and goal positions, see
+  :mod:`.meta_world`).
 
 Attributes: ``env_id``, ``expert``, ``expert_config`` (JSON), ``env_kwargs`` (JSON), ``seed``,
 ``max_steps``, ``obs_dim``, ``act_dim``, ``dt``. Everything round-trips through NetCDF
@@ -36,23 +42,39 @@ from meanflow_sci.errors import InputError, check_positive_int
 from meanflow_sci.tasks.control.envs import env_dims, env_info, make_env
 from meanflow_sci.tasks.control.experts import Expert, make_expert
 
-__all__ = ["collect", "load_dataset", "check_dataset", "episode_returns"]
+__all__ = ["collect", "load_dataset", "check_dataset", "episode_returns", "info_success"]
 
 REQUIRED_VARS = ("obs", "action", "reward", "done", "length")
+
+
+def info_success(info: dict) -> bool | None:
+    """The success flag an environment reports in its step ``info``, or None if it has none.
+
+    Meta-World reports ``info["success"]``, gymnasium-robotics ``info["is_success"]``.
+    """
+    for key in ("success", "is_success"):
+        if key in info:
+            return bool(np.asarray(info[key]).item())
+    return None
 
 
 def _run_episode(
     env: gym.Env, expert: Expert, seed: int, rng: np.random.Generator, max_steps: int | None
 ) -> dict:
-    obs, _ = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
+    variation = info.get("variation")
     expert.reset(env, rng)
     obs_l, act_l, rew_l, done_l, term_l = [], [], [], [], []
+    success = None
     step = 0
     while True:
-        action = expert.act(env)
-        nxt, reward, terminated, truncated, _ = env.step(action)
+        action = expert.act(env, obs)
+        nxt, reward, terminated, truncated, info = env.step(action)
         step += 1
-        end = terminated or truncated or (max_steps is not None and step >= max_steps)
+        flag = info_success(info)
+        if flag is not None:
+            success = bool(success) or flag
+        end = terminated or truncated or bool(flag) or (max_steps is not None and step >= max_steps)
         obs_l.append(obs)
         act_l.append(action)
         rew_l.append(reward)
@@ -68,6 +90,8 @@ def _run_episode(
         "done": np.asarray(done_l, dtype=bool),
         "terminated": np.asarray(term_l, dtype=bool),
         "mode": int(expert.mode),
+        "success": success,
+        "variation": None if variation is None else np.asarray(variation, dtype=np.float32),
     }
 
 
@@ -103,6 +127,11 @@ def collect(
 
     Raises:
         InputError: Unknown env id, an expert that does not apply, ``n_episodes < 1``.
+
+    Example (Meta-World, with the ``metaworld`` extra):
+        >>> ds = collect("Meta-World/MT1", 10, env_name="push-v3")  # scripted expert
+        >>> float(ds.success.mean()), ds.variation.shape
+        (1.0, (10, 6))
     """
     check_positive_int("n_episodes", n_episodes)
     if max_steps is not None:
@@ -133,8 +162,17 @@ def collect(
         k = lengths[i]
         obs[i, :k], act[i, :k], rew[i, :k] = e["obs"], e["action"], e["reward"]
         done[i, :k], term[i, :k] = e["done"], e["terminated"]
+    extra = {}
+    if all(e["success"] is not None for e in episodes):
+        extra["success"] = (("episode",), np.array([e["success"] for e in episodes], dtype=bool))
+    if all(e["variation"] is not None for e in episodes):
+        extra["variation"] = (
+            ("episode", "variation_dim"),
+            np.stack([e["variation"] for e in episodes]),
+        )
     ds = xr.Dataset(
         {
+            **extra,
             "obs": (("episode", "time", "obs_dim"), obs),
             "action": (("episode", "time", "act_dim"), act),
             "reward": (("episode", "time"), rew),
@@ -164,7 +202,7 @@ def load_dataset(path: str | Path) -> xr.Dataset:
     """Read a dataset written with ``ds.to_netcdf(path)`` (loaded into memory) and check it."""
     with xr.open_dataset(path) as ds:
         ds = ds.load()
-    for name in ("done", "terminated"):
+    for name in ("done", "terminated", "success"):
         if name in ds and ds[name].dtype != bool:
             ds[name] = ds[name].astype(bool)
     check_dataset(ds)

@@ -1,9 +1,12 @@
 """Environment registry for the control tasks.
 
 Any gymnasium MuJoCo id works with :func:`make_env` (and any ``gym.make`` keyword, such as a
-custom ``xml_file``); the registry :data:`ENVS` only adds what gymnasium does not know: the default
-expert and how success is judged. Ids outside the registry get ``expert="auto"`` resolution and no
-success rule.
+custom ``xml_file``), and so do Meta-World's tasks as ``make_env("Meta-World/MT1",
+env_name="push-v3")`` with the ``metaworld`` extra (see :mod:`.meta_world`). The registry
+:data:`ENVS` only adds what gymnasium does not know: the default expert and how success is judged
+where the environment does not report it in its step ``info`` (``info["success"]`` or
+``info["is_success"]``, which take precedence). Ids outside the registry get ``expert="auto"``
+resolution and no success rule.
 
 Example:
     >>> env = make_env("InvertedPendulum-v5")
@@ -20,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from meanflow_sci.errors import InputError
+from meanflow_sci.tasks.control import meta_world
 
 __all__ = ["EnvInfo", "ENVS", "make_env", "env_info", "env_dims", "known_env_ids"]
 
@@ -89,6 +93,12 @@ ENVS: dict[str, EnvInfo] = {
     "Hopper-v5": EnvInfo("Hopper-v5", "mppi", None, "one-legged hopper; obs 11, act 3"),
     "Walker2d-v5": EnvInfo("Walker2d-v5", "mppi", None, "planar biped; obs 17, act 6"),
     "Swimmer-v5": EnvInfo("Swimmer-v5", "mppi", None, "three-link swimmer; obs 8, act 2"),
+    meta_world.ENV_ID: EnvInfo(
+        meta_world.ENV_ID,
+        "scripted",
+        None,
+        "Meta-World manipulation task (env_name=...); obs 39, act 4, 500 steps, info['success']",
+    ),
 }
 
 
@@ -103,6 +113,14 @@ def known_env_ids() -> list[str]:
 
 
 def _check_env_id(env_id: str) -> None:
+    if isinstance(env_id, str) and env_id.startswith("Meta-World/"):
+        meta_world.require()
+        if env_id != meta_world.ENV_ID:
+            raise InputError(
+                f"env_id: Meta-World tasks run one at a time as {meta_world.ENV_ID!r} with "
+                f"env_name=..., got {env_id!r}"
+            )
+        return
     if not isinstance(env_id, str) or env_id not in gym.registry:
         raise InputError(
             f"env_id: expected a registered gymnasium id such as one of {list(ENVS)} "
@@ -128,9 +146,13 @@ def make_env(env_id: str, **env_kwargs) -> gym.Env:
         The environment (time-limit wrapper included).
 
     Raises:
-        InputError: If ``env_id`` is not registered, listing the known ids.
+        InputError: If ``env_id`` is not registered, listing the known ids (for Meta-World:
+            a missing or unknown ``env_name``, listing the task names).
+        ImportError: A Meta-World id without the ``metaworld`` extra or with mujoco 4.
     """
     _check_env_id(env_id)
+    if env_id == meta_world.ENV_ID:
+        return meta_world.make(**env_kwargs)
     return gym.make(env_id, **env_kwargs)
 
 

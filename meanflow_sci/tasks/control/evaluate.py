@@ -5,6 +5,11 @@ Episode ``i`` resets with seed ``seed + i``. Policies (anything with ``plan(obs_
 called on the batch of live episodes, re-planning every ``n_action_steps`` steps. Experts (a name
 or an ``Expert``) act step by step from the simulator state.
 
+Success: where the environment reports a flag in its step ``info`` (``info["success"]`` in
+Meta-World, ``info["is_success"]`` in gymnasium-robotics) an episode succeeds when the flag is set
+and ends there, as those benchmarks count it; other tasks use the registry's rule
+(``envs.ENVS``). The rate comes with a 95 % Wilson interval over episodes.
+
 Normalised score: ``(R - R_random) / (R_expert - R_random)`` with the mean returns of the default
 expert and of uniform random actions. With ``reference="auto"`` both run on the *same* seeds and
 step limit (results cached per process); a ``collect`` dataset can stand in for the expert (its
@@ -26,11 +31,11 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from meanflow_sci.errors import InputError, check_positive_int
-from meanflow_sci.tasks.control.collect import check_dataset
+from meanflow_sci.tasks.control.collect import check_dataset, info_success
 from meanflow_sci.tasks.control.envs import env_dims, env_info, make_env
 from meanflow_sci.tasks.control.experts import Expert, make_expert
 
-__all__ = ["Policy", "evaluate", "reference_returns", "normalised_score"]
+__all__ = ["Policy", "evaluate", "reference_returns", "normalised_score", "success_interval"]
 
 
 class Policy(Protocol):
@@ -52,13 +57,26 @@ _REFERENCE_CACHE: dict[str, dict[str, float]] = {}
 def _time_limit(env: Any, max_steps: int | None) -> int:
     limit = env.spec.max_episode_steps if env.spec is not None else None
     if limit is None:
+        limit = getattr(env.unwrapped, "max_path_length", None)  # Meta-World's own limit
+    if limit is None:
         limit = max_steps if max_steps is not None else 10**9
     return min(limit, max_steps) if max_steps is not None else limit
 
 
-def _success(env_id: str, last_obs: np.ndarray, length: int, terminated: bool, limit: int) -> Any:
+def _success(
+    env_id: str, last_obs: np.ndarray, length: int, terminated: bool, limit: int, flag: Any = None
+) -> Any:
+    """The environment's own flag where it reports one, else the registry's rule (or None)."""
+    if flag is not None:
+        return bool(flag)
     fn = env_info(env_id).success
     return None if fn is None else bool(fn(last_obs, length, terminated, limit))
+
+
+def _merge_flag(flag: bool | None, info: dict) -> bool | None:
+    """Success so far: None while the environment reports no flag, then True once it succeeded."""
+    now = info_success(info)
+    return flag if now is None else bool(flag) or now
 
 
 def _run_expert(
@@ -75,33 +93,39 @@ def _run_expert(
     try:
         ex = make_expert(expert, env)
         limit = _time_limit(env, max_steps)
-        returns, lengths, success, finals, times = [], [], [], [], []
+        returns, lengths, success, finals, times, changes = [], [], [], [], [], []
         traj: list[list] = [[] for _ in range(min(record, n_episodes))]
         for i in tqdm(range(n_episodes), desc=f"eval {ex.name}", disable=not progress):
             obs, _ = env.reset(seed=seed + i)
             ex.reset(env, np.random.default_rng([seed, i, 1]))
-            total, step, terminated = 0.0, 0, False
+            total, step, terminated, flag, jerk, prev = 0.0, 0, False, None, 0.0, None
             while True:
                 if i < len(traj):
                     traj[i].append(obs.tolist())
                 t0 = time.perf_counter()
-                action = ex.act(env)
+                action = ex.act(env, obs)
                 times.append(time.perf_counter() - t0)
-                obs, reward, terminated, truncated, _ = env.step(action)
+                if prev is not None:
+                    jerk += float(np.sum((np.asarray(action) - prev) ** 2))
+                prev = np.asarray(action, dtype=np.float64)
+                obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 step += 1
-                if terminated or truncated or step >= limit:
+                flag = _merge_flag(flag, info)
+                if terminated or truncated or flag or step >= limit:
                     break
             returns.append(total)
             lengths.append(step)
+            changes.append(jerk / max(step - 1, 1))
             finals.append(obs.tolist())
-            success.append(_success(env_id, obs, step, terminated, limit))
+            success.append(_success(env_id, obs, step, terminated, limit, flag))
     finally:
         env.close()
     return {
         "name": ex.name,
         "returns": returns,
         "lengths": lengths,
+        "action_change": changes,
         "success": success,
         "final_obs": finals,
         "latency_s": times,
@@ -141,6 +165,9 @@ def _run_policy(
         lengths = np.zeros(n_episodes, dtype=int)
         terminated = np.zeros(n_episodes, dtype=bool)
         live = np.ones(n_episodes, dtype=bool)
+        flags: list[bool | None] = [None] * n_episodes
+        jerk = np.zeros(n_episodes)  # sum of squared changes between consecutive actions
+        prev = np.full((n_episodes, act_dim), np.nan)
         finals = [o.copy() for o in first]
         traj: list[list] = [[o.tolist()] for o in first[: min(record, n_episodes)]]
         probes: list[np.ndarray] = []
@@ -157,14 +184,20 @@ def _run_policy(
                     probes.append(hist[idx[:1]].copy())
             action, queue = queue[:, 0], queue[:, 1:]
             for i in np.flatnonzero(live):
-                obs, reward, term, trunc, _ = envs[i].step(np.clip(action[i], low, high))
+                a = np.clip(action[i], low, high)
+                if lengths[i] > 0:
+                    jerk[i] += float(np.sum((a - prev[i]) ** 2))
+                prev[i] = a
+                obs, reward, term, trunc, info = envs[i].step(a)
                 returns[i] += float(reward)
                 lengths[i] += 1
                 finals[i] = obs
-                if i < len(traj) and not (term or trunc or lengths[i] >= limit):
+                flags[i] = _merge_flag(flags[i], info)
+                end = term or trunc or bool(flags[i]) or lengths[i] >= limit
+                if i < len(traj) and not end:
                     traj[i].append(obs.tolist())
                 hist[i] = np.concatenate([hist[i, 1:], obs[None].astype(np.float32)])
-                if term or trunc or lengths[i] >= limit:
+                if end:
                     live[i] = False
                     terminated[i] = term
             step += 1
@@ -183,13 +216,14 @@ def _run_policy(
             policy.plan(h)
             times.append(time.perf_counter() - t0)
     success = [
-        _success(env_id, finals[i], int(lengths[i]), bool(terminated[i]), limit)
+        _success(env_id, finals[i], int(lengths[i]), bool(terminated[i]), limit, flags[i])
         for i in range(n_episodes)
     ]
     return {
         "name": getattr(policy, "name", type(policy).__name__),
         "returns": returns.tolist(),
         "lengths": lengths.tolist(),
+        "action_change": (jerk / np.maximum(lengths - 1, 1)).tolist(),
         "success": success,
         "final_obs": [np.asarray(f).tolist() for f in finals],
         "latency_s": times,
@@ -219,6 +253,15 @@ def reference_returns(
             "random": float(np.mean(rnd["returns"])),
         }
     return dict(_REFERENCE_CACHE[key])
+
+
+def success_interval(success: Any, level: float = 0.95) -> list[float]:
+    """Wilson score interval of a success rate from per-episode outcomes (``scipy.stats``)."""
+    from scipy.stats import binomtest
+
+    flags = np.asarray(success, dtype=bool)
+    ci = binomtest(int(flags.sum()), int(flags.size)).proportion_ci(level, method="wilson")
+    return [float(ci.low), float(ci.high)]
 
 
 def normalised_score(ret: float, reference: dict[str, float]) -> float:
@@ -274,6 +317,8 @@ def evaluate(
     Returns:
         JSON-able dict: ``name``, ``env_id``, ``n_episodes``, ``seed``, ``max_steps``, ``returns``,
         ``lengths``, ``mean_return``, ``std_return``, ``success_rate`` (None where undefined),
+        ``success_ci`` (its 95 % Wilson interval over episodes), ``action_change`` (mean squared
+        change between consecutive executed actions, averaged over episodes: jitter),
         ``reference`` ({"expert", "random"} or None), ``normalised_score``,
         ``latency_ms_median``, ``latency_ms_p95`` (per decision), ``n_action_steps``,
         ``final_obs``, ``trajectories`` (observation lists of the recorded episodes).
@@ -341,6 +386,8 @@ def evaluate(
         "mean_return": mean_ret,
         "std_return": float(returns.std()),
         "success_rate": None if success[0] is None else float(np.mean(success)),
+        "success_ci": None if success[0] is None else success_interval(success),
+        "action_change": float(np.mean(run["action_change"])),
         "reference": ref,
         "normalised_score": None if ref is None else normalised_score(mean_ret, ref),
         "latency_ms_median": float(np.median(lat)) if lat.size else float("nan"),

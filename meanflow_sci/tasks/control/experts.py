@@ -11,17 +11,20 @@ Three families and a random reference:
   elbow-up or elbow-down solution, so the demonstrations are honestly multimodal.
 - ``"mppi"``: sampling-based MPC (MPPI) over ``mujoco.rollout`` from the true simulator state, for
   tasks with no analytic expert (HalfCheetah and other locomotion tasks).
+- ``"scripted"``: Meta-World's own hand-written policy for the task (``metaworld.policies``),
+  the expert every Meta-World imitation benchmark (DP3, MP1) learns from; it reads the observation.
 - ``"random"``: uniform actions, the lower reference of the normalised score.
 
-Every expert reads the true simulator state (``env.unwrapped.data``), not the observation. Diversity
-knobs: ``action_noise`` (Gaussian, as a fraction of the half action range) on all experts, gain
-jitter on LQR and Reacher, the branch choice on Reacher.
+The simulator experts read the true simulator state (``env.unwrapped.data``), not the
+observation. Diversity knobs: ``action_noise`` (Gaussian, as a fraction of the half action range)
+on all experts, gain jitter on LQR and Reacher, the branch choice on Reacher.
 
 Example:
     >>> env = make_env("InvertedPendulum-v5")
     >>> expert = make_expert("lqr", env)
+    >>> obs, _ = env.reset(seed=0)
     >>> expert.reset(env, np.random.default_rng(0))
-    >>> action = expert.act(env)
+    >>> action = expert.act(env, obs)
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import numpy as np
 import scipy.linalg
 
 from meanflow_sci.errors import InputError, check_choice, check_positive_int, check_range
+from meanflow_sci.tasks.control import meta_world
 from meanflow_sci.tasks.control.envs import env_info
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "ReacherExpert",
     "MPPIExpert",
     "RandomExpert",
+    "ScriptedExpert",
     "EXPERTS",
     "REWARD_MODELS",
     "make_expert",
@@ -90,8 +95,8 @@ class Expert(abc.ABC):
         self._rng = rng
 
     @abc.abstractmethod
-    def act(self, env: gym.Env) -> np.ndarray:
-        """The action for the current simulator state, shape ``(act_dim,)``."""
+    def act(self, env: gym.Env, obs: np.ndarray) -> np.ndarray:
+        """The action for the current state, shape ``(act_dim,)``; ``obs`` is the observation."""
 
     def config(self) -> dict:
         """JSON-able knobs (stored in dataset attributes)."""
@@ -115,9 +120,30 @@ class RandomExpert(Expert):
         if not isinstance(env.action_space, gym.spaces.Box):
             raise InputError(f"expert: 'random' needs a Box action space, got {env.action_space}")
 
-    def act(self, env: gym.Env) -> np.ndarray:
+    def act(self, env: gym.Env, obs: np.ndarray) -> np.ndarray:
         low, high = env.action_space.low, env.action_space.high
         return self._rng.uniform(low, high).astype(env.action_space.dtype)
+
+
+class ScriptedExpert(Expert):
+    """Meta-World's scripted policy for the environment's task (plus optional action noise)."""
+
+    name = "scripted"
+
+    def check(self, env: gym.Env) -> None:
+        if meta_world.task_of(env) is None:
+            env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+            raise InputError(
+                f"expert: 'scripted' is Meta-World's own policy and needs a Meta-World task "
+                f"(make_env({meta_world.ENV_ID!r}, env_name=...)), got {env_id}"
+            )
+
+    def reset(self, env: gym.Env, rng: np.random.Generator) -> None:
+        super().reset(env, rng)
+        self._policy = meta_world.scripted_policy(meta_world.task_of(env))
+
+    def act(self, env: gym.Env, obs: np.ndarray) -> np.ndarray:
+        return self._finish(env, np.asarray(self._policy.get_action(obs), dtype=np.float64))
 
 
 class LQRExpert(Expert):
@@ -230,7 +256,7 @@ class LQRExpert(Expert):
             scale = np.exp(self.gain_jitter * rng.standard_normal(ad.shape[0]))
         self._k = self._gain(ad, bd, scale)
 
-    def act(self, env: gym.Env) -> np.ndarray:
+    def act(self, env: gym.Env, obs: np.ndarray) -> np.ndarray:
         if self._k is None:
             self.check(env)
         base = env.unwrapped
@@ -320,7 +346,7 @@ class ReacherExpert(Expert):
         q1 = np.arctan2(p[1], p[0]) - np.arctan2(l2 * np.sin(q2), l1 + l2 * np.cos(q2))
         return np.array([q1, q2])
 
-    def act(self, env: gym.Env) -> np.ndarray:
+    def act(self, env: gym.Env, obs: np.ndarray) -> np.ndarray:
         d = env.unwrapped.data
         q = d.qpos[:2]
         err = self.target_angles(env) - q
@@ -447,7 +473,7 @@ class MPPIExpert(Expert):
             self._datas = [mujoco.MjData(base.model) for _ in range(self.n_threads)]
             self._model_id = id(base.model)
 
-    def act(self, env: gym.Env) -> np.ndarray:
+    def act(self, env: gym.Env, obs: np.ndarray) -> np.ndarray:
         base = env.unwrapped
         m, d = base.model, base.data
         if self._plan is None or self._model_id != id(m):
@@ -489,6 +515,7 @@ EXPERTS: dict[str, type[Expert]] = {
     "lqr": LQRExpert,
     "reacher": ReacherExpert,
     "mppi": MPPIExpert,
+    "scripted": ScriptedExpert,
     "random": RandomExpert,
 }
 
@@ -512,6 +539,8 @@ def make_expert(expert: str | Expert, env: gym.Env, **kwargs) -> Expert:
         return expert
     if expert == "auto":
         env_id = env.spec.id if env.spec is not None else None
+        if meta_world.task_of(env) is not None:
+            env_id = meta_world.ENV_ID
         name = env_info(env_id).expert if env_id is not None else "auto"
         if name != "auto":
             return make_expert(name, env, **kwargs)

@@ -39,13 +39,13 @@ def _expert_scores(env: Any, seeds: list[int], n_steps: int, elbow: int) -> np.n
         ex = ReacherExpert(branch=branch)
         ex.check(env)
         for i, s in enumerate(seeds):
-            env.reset(seed=s)
+            obs, _ = env.reset(seed=s)
             ex.reset(env, np.random.default_rng(s))
             acts = []
             for _ in range(n_steps):
-                a = ex.act(env)
+                a = ex.act(env, obs)
                 acts.append(a[elbow])
-                env.step(a)
+                obs = env.step(a)[0]
             out[i, j] = np.mean(acts)
     return out
 
