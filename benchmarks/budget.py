@@ -21,15 +21,12 @@ HEADROOM = 1.2
 
 
 class TimeLimit:
-    """Trainer callback that stops training once ``budget_s`` of wall time has passed.
-
-    The clock starts when the callback is made (just before ``fit``); the trainer checks
-    callbacks at its log steps, so the overshoot is at most ``log_every`` steps.
+    """Trainer callback that stops training once ``budget_s`` of wall time has passed since it
+    was made (checked at the trainer's log steps).
 
     With ``lr_by_time`` the cosine decay after the warm-up follows the elapsed share of the
     budget instead of the step count (through the trainer's ``lr_scale``, rollback halvings
-    kept), so every run ends its schedule at the budget however fast the machine ran; schedule
-    more steps than the budget can buy (e.g. ``3 * steps_for(...)``) and let the clock stop it.
+    kept); schedule more steps than the budget buys (``3 * steps_for(...)``).
     """
 
     def __init__(self, budget_s: float, lr_by_time: bool = False) -> None:

@@ -1,19 +1,7 @@
-"""The Modular MeanFlow paper's claims, each put to a small, seeded test with an explicit verdict.
+"""The Modular MeanFlow paper's claims (arXiv 2508.17426), each put to a small, seeded test.
 
-Claims (arXiv 2508.17426 and its "next checks"):
-
-1. The linear λ warm-up curriculum against fixed λ in {0, 0.5, 1}: training-loss variance over
-   the last part of training, divergences, final quality. One ODE task (Van der Pol,
-   conditional, relative L2 of the 1-step sample) and one image task (8x8 digits, Fréchet
-   distance in the in-project digit classifier's feature space).
-2. Warm-up length sensitivity (several ``lam_warmup`` values, ODE task).
-3. Schedule shape: linear, cosine, step (the paper's open question 2, ODE task).
-4. Low data (10 % of the training set): MMF against flow matching (ODE task).
-5. Out of distribution (Van der Pol ``mu`` outside the training range): MMF against FM.
-6. The JVP overhead: wall clock of an MMF step against a flow-matching step.
-
-Every comparison runs over seeds and is judged by the rules in :data:`VERDICT_RULES` (printed in
-the report): a difference counts only if it exceeds two standard errors across seeds.
+The claims, their settings and metrics are listed in ``benchmarks/README.md`` ("The claims");
+every comparison runs over seeds and is judged by :data:`VERDICT_RULES` (printed in the report).
 
 Usage (normally through ``python -m benchmarks --tasks claims``):
     python -c "from benchmarks.claims import run; run('smoke')"
@@ -26,30 +14,31 @@ import math
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+import meanflow_sci
 from meanflow_sci.core import FlowMatching, ModularMeanFlow, Objective
-from meanflow_sci.errors import TrainingDivergedError, check_choice
+from meanflow_sci.errors import TrainingDivergedError
+from meanflow_sci.tasks import ode
+from meanflow_sci.tasks.images import digit_classifier, evaluate_images, fit_images, load_digits
 
-__all__ = [
-    "CLAIMS_CONFIGS",
-    "ClaimsConfig",
-    "Comparison",
-    "VERDICT_RULES",
-    "SIGNIFICANCE_SE",
-    "EQUIVALENCE_REL",
-    "compare",
-    "verdict_for",
-    "run",
-]
+try:
+    from benchmarks.common import check_suite, columns_of, jsonable
+    from benchmarks.speed_step import SPEED_CASES, step_cost
+except ModuleNotFoundError:  # imported as a script's sibling: python benchmarks/suite.py
+    from common import check_suite, columns_of, jsonable
+    from speed_step import SPEED_CASES, step_cost
 
-# -- verdict rules -------------------------------------------------------------------------------
+__all__ = ["CLAIMS_CONFIGS", "ClaimsConfig", "Comparison", "VERDICT_RULES", "SIGNIFICANCE_SE"]
+__all__ += ["EQUIVALENCE_REL", "compare", "verdict_for", "run"]
 
 SIGNIFICANCE_SE = 2.0  # a difference counts only beyond this many standard errors
 EQUIVALENCE_REL = 0.10  # "no meaningful difference": |diff| + 2 SE within 10 % of the reference
@@ -75,6 +64,7 @@ Verdict rules (applied by benchmarks/claims.py, identical for every claim):
 """
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+NAN = float("nan")
 
 
 @dataclass(frozen=True)
@@ -103,26 +93,21 @@ def _finite(values: Sequence[float]) -> list[float]:
 def _mean_se(values: Sequence[float]) -> tuple[float, float]:
     vals = _finite(values)
     if not vals:
-        return float("nan"), float("nan")
-    mean = statistics.fmean(vals)
-    se = statistics.stdev(vals) / math.sqrt(len(vals)) if len(vals) > 1 else float("nan")
-    return mean, se
+        return NAN, NAN
+    se = statistics.stdev(vals) / math.sqrt(len(vals)) if len(vals) > 1 else NAN
+    return statistics.fmean(vals), se
 
 
 def compare(a: Sequence[float], b: Sequence[float], *, lower_is_better: bool = True) -> Comparison:
-    """Compare per-seed values of variant ``a`` against reference ``b`` (see VERDICT_RULES).
+    """Per-seed values of variant ``a`` against reference ``b`` (:data:`VERDICT_RULES`).
 
-    Non-finite values (a diverged run's quality) are dropped; a diverged run is counted
-    by the divergence metric instead.
+    Non-finite values (a diverged run's quality) are dropped; the divergence metric counts them.
     """
     va, vb = _finite(a), _finite(b)
-    mean_a = statistics.fmean(va) if va else float("nan")
-    mean_b = statistics.fmean(vb) if vb else float("nan")
+    (mean_a, _), (mean_b, _) = _mean_se(va), _mean_se(vb)
     diff = mean_a - mean_b
     if len(va) < 2 or len(vb) < 2:
-        return Comparison(
-            mean_a, mean_b, diff, float("nan"), len(va), len(vb), "no detectable difference"
-        )
+        return Comparison(mean_a, mean_b, diff, NAN, len(va), len(vb), "no detectable difference")
     se = math.sqrt(statistics.variance(va) / len(va) + statistics.variance(vb) / len(vb))
     gain = -diff if lower_is_better else diff
     if gain > SIGNIFICANCE_SE * se and gain > 0:
@@ -138,11 +123,9 @@ def compare(a: Sequence[float], b: Sequence[float], *, lower_is_better: bool = T
 
 def verdict_for(outcome: str) -> str:
     """The verdict on "A beats B" from a comparison outcome."""
-    return {
-        "better": SUPPORTED,
-        "worse": NOT_SUPPORTED,
-        "equivalent": NOT_SUPPORTED,
-    }.get(outcome, INCONCLUSIVE)
+    return {"better": SUPPORTED, "worse": NOT_SUPPORTED, "equivalent": NOT_SUPPORTED}.get(
+        outcome, INCONCLUSIVE
+    )
 
 
 def combine(verdicts: Sequence[str]) -> str:
@@ -159,16 +142,12 @@ def combine(verdicts: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class ClaimsConfig:
-    """Sizes of the claim experiments for one suite.
+    """Sizes of the claim experiments for one suite (the recipes' networks, smaller and shorter).
 
-    The recipes' networks and trainer at smaller sizes, shorter runs, a smaller batch and a
-    shorter weight average than the recipes: each claim takes many runs, and compares variants
-    within its own table. ODE task: the ``"trajectory_map"`` recipe (MLP on the flattened
-    trajectory, data-estimate output) on Van der Pol conditional on ``[x0, mu]``, time grid
-    ``linspace(0, ode_t_end, ode_n_times)``, with the uniform (t, r) sampler of the paper's runs
-    for MMF and FM alike. Images: the class-conditional 8x8 digits (the ``"images"`` recipe's
-    UNet2D, or an MLP on the flattened digits as a cheap proxy) with MeanFlow's own objective
-    settings. Claim 7: the ``"vectors"`` recipe at a smaller MLP and 300 steps.
+    ODE: the ``"trajectory_map"`` recipe on Van der Pol conditional on ``[x0, mu]`` with the
+    uniform (t, r) sampler for MMF and FM alike; images: the class-conditional 8x8 digits (the
+    ``"images"`` recipe's UNet2D, or an MLP on the flattened digits) with MeanFlow's own
+    objective settings; claim 7: the ``"vectors"`` recipe.
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -204,8 +183,6 @@ class ClaimsConfig:
     speed_trials: int = 3
     speed_repeats: int = 7
     speed_cases: str = "small"  # a key of benchmarks.suite.SPEED_CASES
-    images: bool = True
-    circles: bool = True  # claim 7 (two circles, tangent of the JVP)
     circles_n: int = 4000
     circles_steps: int = 300
     circles_hidden: int = 64
@@ -214,48 +191,22 @@ class ClaimsConfig:
     note: str = ""
 
 
+# fmt: off
 CLAIMS_CONFIGS: dict[str, ClaimsConfig] = {
     "smoke": ClaimsConfig(
-        seeds=(0, 1),
-        study_seeds=2,
-        ode_n_train=200,
-        ode_n_test=64,
-        ode_hidden=32,
-        ode_depth=1,
-        ode_steps=12,
-        ode_batch=32,
-        img_hidden=32,
-        img_depth=1,
-        img_steps=6,
-        img_batch=16,
-        img_n_eval=64,
-        warmup_fracs=(0.25, 0.5),
-        nfe_grid=(1, 2),
-        fm_nfe=2,
-        curve_points=3,
-        speed_trials=2,
-        speed_repeats=2,
-        speed_cases="tiny",
-        circles_n=256,
-        circles_steps=8,
-        circles_hidden=16,
-        circles_depth=1,
-        circles_eval=200,
+        seeds=(0, 1), study_seeds=2,
+        ode_n_train=200, ode_n_test=64, ode_hidden=32, ode_depth=1, ode_steps=12, ode_batch=32,
+        img_hidden=32, img_depth=1, img_steps=6, img_batch=16, img_n_eval=64,
+        warmup_fracs=(0.25, 0.5), nfe_grid=(1, 2), fm_nfe=2, curve_points=3,
+        speed_trials=2, speed_repeats=2, speed_cases="tiny",
+        circles_n=256, circles_steps=8, circles_hidden=16, circles_depth=1, circles_eval=200,
         note="smoke sizes: plumbing check only, the numbers mean nothing",
     ),
     "quick": ClaimsConfig(
         study_seeds=2,
-        ode_n_train=600,
-        ode_n_test=128,
-        ode_hidden=128,
-        ode_depth=2,
-        ode_steps=250,
-        img_hidden=128,
-        img_steps=250,
-        img_n_eval=300,
-        warmup_fracs=(0.1, 0.5, 1.0),
-        speed_trials=2,
-        speed_repeats=5,
+        ode_n_train=600, ode_n_test=128, ode_hidden=128, ode_depth=2, ode_steps=250,
+        img_hidden=128, img_steps=250, img_n_eval=300,
+        warmup_fracs=(0.1, 0.5, 1.0), speed_trials=2, speed_repeats=5,
         note=(
             "quick sizes (the benchmark suite's share of 15 minutes): 250 steps per run, small "
             "MLPs (images: an MLP on the flattened 8x8 digits instead of the UNet2D, a cheaper "
@@ -264,9 +215,7 @@ CLAIMS_CONFIGS: dict[str, ClaimsConfig] = {
         ),
     ),
     "standard": ClaimsConfig(
-        study_seeds=2,
-        ode_hidden=128,
-        ode_depth=2,
+        study_seeds=2, ode_hidden=128, ode_depth=2,
         note=(
             "quick sizes (CPU minutes): 400 steps per run, small MLPs (images: an MLP on the "
             "flattened 8x8 digits instead of the UNet2D, a cheaper proxy); the warm-up, shape "
@@ -274,45 +223,27 @@ CLAIMS_CONFIGS: dict[str, ClaimsConfig] = {
         ),
     ),
     "full": ClaimsConfig(
-        seeds=(0, 1, 2, 3, 4),
-        study_seeds=5,
-        ode_n_train=4000,
-        ode_n_test=512,
-        ode_hidden=512,
-        ode_depth=4,
-        ode_steps=4000,
-        ode_batch=256,
-        ode_lr=1e-3,
-        ode_ema=0.999,
-        img_backbone="unet2d",
-        img_base=32,
-        img_steps=4000,
-        img_batch=128,
-        img_lr=1e-3,
-        img_ema=0.999,
-        img_n_eval=1797,
-        speed_trials=5,
-        speed_repeats=15,
-        speed_cases="all",
+        seeds=(0, 1, 2, 3, 4), study_seeds=5,
+        ode_n_train=4000, ode_n_test=512, ode_hidden=512, ode_depth=4, ode_steps=4000,
+        ode_batch=256, ode_lr=1e-3, ode_ema=0.999,
+        img_backbone="unet2d", img_base=32, img_steps=4000, img_batch=128, img_lr=1e-3,
+        img_ema=0.999, img_n_eval=1797,
+        speed_trials=5, speed_repeats=15, speed_cases="all",
         note="full sizes: 4000 steps, 5 seeds",
     ),
 }
+# fmt: on
 
 
 # -- one training run ------------------------------------------------------------------------------
 
 
 class _CountingObjective(Objective):
-    """Wraps an objective and counts the steps whose loss was not finite.
-
-    The trainer skips such steps (and rolls back after several in a row) without logging them,
-    so they are counted here, at the source.
-    """
+    """Counts the steps whose loss was not finite (the trainer skips them without logging)."""
 
     def __init__(self, inner: Objective) -> None:
-        self.inner = inner
+        self.inner, self.nonfinite = inner, 0
         self.name, self.sampling_mode = inner.name, inner.sampling_mode
-        self.nonfinite = 0
 
     def config(self) -> dict:
         return self.inner.config()
@@ -328,8 +259,7 @@ class _CountingObjective(Objective):
 
     def __call__(self, model, x, cond=None, **kwargs):
         out = self.inner(model, x, cond, **kwargs)
-        if not bool(torch.isfinite(out.loss.detach()).all()):
-            self.nonfinite += 1
+        self.nonfinite += not bool(torch.isfinite(out.loss.detach()).all())
         return out
 
 
@@ -338,13 +268,13 @@ class RunRecord:
     """One training run: its costs, stability numbers, quality and (optionally) a curve."""
 
     seed: int
-    train_time_s: float = float("nan")
+    train_time_s: float = NAN
     nonfinite_steps: int = 0
     rollbacks: int = 0
     diverged: bool = False
     error: str | None = None
-    tail_mse_var: float = float("nan")
-    tail_loss_var: float = float("nan")
+    tail_mse_var: float = NAN
+    tail_loss_var: float = NAN
     quality: dict[str, float] = field(default_factory=dict)  # metric name -> value
     mse_curve: list[list[float]] = field(default_factory=list)  # [step, mse] (seed 0 only)
     curve: list[dict] = field(default_factory=list)  # quality against training time
@@ -357,36 +287,21 @@ class RunRecord:
 def _tail_var(history: list[dict], key: str, frac: float) -> float:
     vals = [float(h[key]) for h in history if key in h]
     if len(vals) < 2:
-        return float("nan")
-    tail = vals[-max(2, int(round(frac * len(vals)))) :]
-    tail = [v for v in tail if math.isfinite(v)]
-    return float(np.var(tail, ddof=1)) if len(tail) > 1 else float("nan")
+        return NAN
+    tail = [v for v in vals[-max(2, int(round(frac * len(vals)))) :] if math.isfinite(v)]
+    return float(np.var(tail, ddof=1)) if len(tail) > 1 else NAN
 
 
 def _train(
-    data: torch.Tensor,
-    cond: torch.Tensor | None,
-    objective: Any,
-    *,
-    seed: int,
-    max_steps: int,
-    fit_kwargs: dict,
-    tail_frac: float,
-    snapshot_every: int | None = None,
-) -> tuple[Any, RunRecord, list[tuple[float, dict]]]:
-    """Fit once with per-step logging; return the model (None if it diverged) and its record.
+    data, cond, objective, fit_kwargs: dict, *, seed: int, tail_frac: float, snap_every=None
+):
+    """Fit once with per-step logging; the model (None if it diverged), its record and snapshots.
 
-    ``fit_kwargs``: ``fit``'s (or with ``"num_classes"``, ``fit_images``') arguments; their
-    ``train`` dict gets ``max_steps`` and per-step logging. With ``snapshot_every``, EMA weights
-    are copied every so many steps together with the training wall time so far (copy time
-    excluded), for quality-against-time curves.
+    ``fit_kwargs`` (:func:`_fit_kwargs`) go to ``fit_images`` when they hold ``"num_classes"``,
+    else to ``fit``. With ``snap_every``, the EMA weights are copied every so many steps with the
+    training wall time so far (copy time excluded), for quality-against-time curves.
     """
-    import meanflow_sci
-    from meanflow_sci.tasks.images import fit_images
-
-    kwargs = dict(fit_kwargs)
-    kwargs["train"] = {**kwargs.get("train", {}), "max_steps": max_steps, "log_every": 1}
-    fit_fn = fit_images if "num_classes" in kwargs else meanflow_sci.fit
+    fit_fn = fit_images if "num_classes" in fit_kwargs else meanflow_sci.fit
     counting = _CountingObjective(objective)
     rec = RunRecord(seed=seed)
     snaps: list[tuple[float, dict]] = []
@@ -394,11 +309,10 @@ def _train(
 
     def snapshot(trainer, record) -> None:
         rec.rollbacks = int(getattr(trainer, "rollbacks", 0))
-        if snapshot_every and (record["step"] % snapshot_every == 0):
+        if snap_every and record["step"] % snap_every == 0:
             t0 = time.perf_counter()
             state = copy.deepcopy(trainer.ema.module.state_dict())
-            elapsed = t0 - clock["start"] - clock["excluded"]
-            snaps.append((elapsed, state))
+            snaps.append((t0 - clock["start"] - clock["excluded"], state))
             clock["excluded"] += time.perf_counter() - t0
 
     with warnings.catch_warnings():
@@ -412,43 +326,77 @@ def _train(
                 seed=seed,
                 progress=False,
                 callbacks=(snapshot,),
-                **kwargs,
+                **fit_kwargs,
             )
         except TrainingDivergedError as exc:
-            rec.diverged, rec.error = True, str(exc)
-            rec.nonfinite_steps = counting.nonfinite
+            rec.diverged, rec.error, rec.nonfinite_steps = True, str(exc), counting.nonfinite
             return None, rec, snaps
-    rec.nonfinite_steps = counting.nonfinite
-    rec.train_time_s = float(fitted.train_time_s)
     hist = fitted.history
+    rec.nonfinite_steps = counting.nonfinite + (
+        not all(math.isfinite(float(h["loss"])) for h in hist)
+    )
+    rec.train_time_s = float(fitted.train_time_s)
     rec.tail_mse_var = _tail_var(hist, "mse", tail_frac)
     rec.tail_loss_var = _tail_var(hist, "loss", tail_frac)
-    stride = max(1, len(hist) // 200)
-    rec.mse_curve = [[int(h["step"]), float(h["mse"])] for h in hist[::stride]]
-    if not all(math.isfinite(float(h["loss"])) for h in hist):
-        rec.nonfinite_steps += 1
+    rec.mse_curve = [[int(h["step"]), float(h["mse"])] for h in hist[:: max(1, len(hist) // 200)]]
     return fitted, rec, snaps
 
 
-# -- the ODE task ----------------------------------------------------------------------------------
+def _fit_kwargs(cfg: ClaimsConfig, task: str, device: str) -> dict:
+    """``fit`` arguments at the claims' sizes (each run brings its own objective): the
+    ``"trajectory_map"`` recipe for the ODE task; for images ``fit_images`` with the
+    ``"images"`` recipe's UNet2D or the MLP on the flattened digits."""
+    p = "ode" if task == "ode" else "img"
+    if task == "ode":
+        kw: dict = {"recipe": "trajectory_map", "backbone": {"hidden": cfg.ode_hidden}}
+        kw["backbone"]["depth"] = cfg.ode_depth
+    elif cfg.img_backbone == "mlp":
+        kw = {"num_classes": 10, "backbone": {"name": "mlp", "hidden": cfg.img_hidden}}
+        kw["backbone"]["depth"] = cfg.img_depth
+    else:
+        kw = {"num_classes": 10, "backbone": {"base": cfg.img_base, "channel_mults": (1, 2)}}
+    steps = getattr(cfg, f"{p}_steps")
+    kw["train"] = {
+        "batch_size": getattr(cfg, f"{p}_batch"),
+        "lr": getattr(cfg, f"{p}_lr"),
+        "lr_warmup_steps": max(1, steps // 20),
+        "ema_decay": getattr(cfg, f"{p}_ema"),
+        "max_steps": steps,
+        "log_every": 1,
+    }
+    return {**kw, "device": device}
 
 
-@dataclass
-class _OdeData:
-    train: Any
-    test: Any
-    ood: Any
-    data: torch.Tensor
-    cond: torch.Tensor
-    true: torch.Tensor
-    true_ood: torch.Tensor
-    cond_test: torch.Tensor
-    cond_ood: torch.Tensor
+_FIXED_LAM = {"lam0": 0.0, "lam0.5": 0.5, "lam1": 1.0}
 
 
-def _ode_data(cfg: ClaimsConfig) -> _OdeData:
-    from meanflow_sci.tasks import ode
+def _objective(task: str, key: str, cfg: ClaimsConfig) -> Objective:
+    """The objective of one run of :func:`_plan` (the ODE runs sample (t, r) uniformly)."""
+    kw = {"time_sampler": "uniform"} if task == "ode" else {}
+    if key in ("fm", "fm_low"):
+        return FlowMatching(**kw)
+    if key in _FIXED_LAM:
+        return ModularMeanFlow(lam=_FIXED_LAM[key], **kw)
+    steps = cfg.ode_steps if task == "ode" else cfg.img_steps
+    frac = float(key[len("warmup") :]) if key.startswith("warmup") else cfg.default_warmup_frac
+    lam = key if key in ("cosine", "step") else "linear"
+    return ModularMeanFlow(lam=lam, lam_warmup=max(1, int(round(frac * steps))), **kw)
 
+
+def _plan(cfg: ClaimsConfig) -> list[tuple[str, str, int]]:
+    """(task, variant, seed) of every training run, in order."""
+    plan = [("ode", k, s) for s in cfg.seeds for k in ("lam0", "lam0.5", "lam1", "linear", "fm")]
+    for s in cfg.seeds[: cfg.study_seeds]:
+        warm = [f"warmup{f:g}" for f in cfg.warmup_fracs if f != cfg.default_warmup_frac]
+        plan += [("ode", k, s) for k in (*warm, "cosine", "step", "mmf_low", "fm_low")]
+    plan += [("images", k, s) for s in cfg.seeds for k in ("lam0", "lam0.5", "lam1", "linear")]
+    return plan
+
+
+# -- the two tasks' data and quality ---------------------------------------------------------------
+
+
+def _ode_data(cfg: ClaimsConfig) -> SimpleNamespace:
     grid = np.linspace(0.0, cfg.ode_t_end, cfg.ode_n_times)
     train = ode.simulate(cfg.ode_system, cfg.ode_n_train, seed=1000, t=grid)
     test = ode.simulate(cfg.ode_system, cfg.ode_n_test, seed=1001, t=grid)
@@ -464,10 +412,7 @@ def _ode_data(cfg: ClaimsConfig) -> _OdeData:
         allow_extrapolation=True,
     )
     data, cond = ode.fit_inputs(train, "conditional")
-    return _OdeData(
-        train=train,
-        test=test,
-        ood=ood,
+    return SimpleNamespace(
         data=data,
         cond=cond,
         true=torch.as_tensor(test["x"].values),
@@ -479,57 +424,23 @@ def _ode_data(cfg: ClaimsConfig) -> _OdeData:
 
 def _rel_l2(fitted: Any, cond: torch.Tensor, true: torch.Tensor, steps: int) -> float:
     """Median relative L2 over the horizon of the ``steps``-NFE samples against the solver."""
-    from meanflow_sci.tasks.ode import relative_l2
-
     pred = torch.as_tensor(fitted.sample(cond=cond, steps=steps, seed=0)).double()
-    pred = pred.reshape(true.shape)
-    rel = relative_l2(pred, true.double())
+    rel = ode.relative_l2(pred.reshape(true.shape), true.double())
     rel = rel[torch.isfinite(rel)]
-    return float(rel.median()) if rel.numel() == len(true) else float("nan")
+    return float(rel.median()) if rel.numel() == len(true) else NAN
 
 
-def _ode_objective(kind: str, cfg: ClaimsConfig, lam: Any = None, warmup: int | None = None):
-    if kind == "fm":
-        return FlowMatching(time_sampler="uniform")
-    return ModularMeanFlow(lam=lam, lam_warmup=warmup, time_sampler="uniform")
-
-
-def _ode_fit_kwargs(cfg: ClaimsConfig, device: str) -> dict:
-    """The "trajectory_map" recipe at the claims' sizes (the objective is each run's own)."""
-    return {
-        "recipe": "trajectory_map",
-        "backbone": {"hidden": cfg.ode_hidden, "depth": cfg.ode_depth},
-        "train": {
-            "batch_size": cfg.ode_batch,
-            "lr": cfg.ode_lr,
-            "lr_warmup_steps": max(1, cfg.ode_steps // 20),
-            "ema_decay": cfg.ode_ema,
-        },
-        "device": device,
-    }
-
-
-# -- the image task --------------------------------------------------------------------------------
-
-
-def _img_fit_kwargs(cfg: ClaimsConfig, device: str) -> dict:
-    """``fit_images`` with the "images" recipe's network, or the MLP proxy on the flattened
-    digits, at the claims' sizes (the objective is each run's own)."""
-    if cfg.img_backbone == "mlp":
-        backbone = {"name": "mlp", "hidden": cfg.img_hidden, "depth": cfg.img_depth}
-    else:
-        backbone = {"base": cfg.img_base, "channel_mults": (1, 2)}
-    return {
-        "num_classes": 10,
-        "backbone": backbone,
-        "train": {
-            "batch_size": cfg.img_batch,
-            "lr": cfg.img_lr,
-            "lr_warmup_steps": max(1, cfg.img_steps // 20),
-            "ema_decay": cfg.img_ema,
-        },
-        "device": device,
-    }
+def _frechet(fitted, img: dict, n: int, seed: int) -> float:
+    gen = torch.Generator().manual_seed(seed + 1)
+    labels = torch.randint(0, 10, (n,), generator=gen)
+    x = torch.as_tensor(fitted.sample(cond=labels, steps=1, seed=seed + 2)).float()
+    # Flattened samples of the MLP proxy go back to images; pixels clamped to the data range.
+    x = x.reshape(n, *img["data"].images.shape[1:]).clamp(-1.0, 1.0)
+    if not bool(torch.isfinite(x).all()):
+        return NAN
+    return float(
+        evaluate_images(img["data"].images, x, extractor=img["extractor"]).frechet_distance
+    )
 
 
 # -- tables ----------------------------------------------------------------------------------------
@@ -538,281 +449,209 @@ def _img_fit_kwargs(cfg: ClaimsConfig, device: str) -> dict:
 def _fmt(mean: float, se: float, fmt: str = ".4g") -> str:
     if not math.isfinite(mean):
         return "n/a"
-    if not math.isfinite(se):
-        return f"{mean:{fmt}}"
-    return f"{mean:{fmt}} ± {se:.2g}"
+    return f"{mean:{fmt}}" if not math.isfinite(se) else f"{mean:{fmt}} ± {se:.2g}"
 
 
-def _col(records: list[RunRecord], fn: Callable[[RunRecord], float]) -> list[float]:
-    return [fn(r) for r in records]
+def _vals(records: list[RunRecord], key: str) -> list[float]:
+    """Per-run values: a quality metric (``"id@1"``) or a :class:`RunRecord` attribute."""
+    return [r.quality.get(key, NAN) if "@" in key else getattr(r, key) for r in records]
 
 
-def _q(key: str) -> Callable[[RunRecord], float]:
-    return lambda r: r.quality.get(key, float("nan"))
-
-
-def _table(name: str, title: str, claim: str, columns: list[str], rows: list[dict], **extra):
+def _table(name: str, title: str, claim: str, rows: list[dict], verdicts=None, **extra) -> dict:
+    """A claims table; ``verdicts`` (name -> verdict) also give the ``verdict`` line."""
+    if verdicts is not None:
+        extra = {"verdict": "; ".join(f"{k}: {v}" for k, v in verdicts.items()), **extra}
+        extra["verdicts"] = verdicts
     return {
         "name": name,
         "task": "claims",
         "title": title,
         "claim": claim,
-        "columns": columns,
+        "columns": columns_of(rows),
         "rows": rows,
         **extra,
     }
 
 
-def _lambda_table(
-    task: str, runs: dict[str, list[RunRecord]], metric: str, metric_label: str, seeds: int
-) -> dict:
-    """Claim 1 on one task: the curriculum row against each fixed-λ row."""
-    cur = runs["linear"]
-    rows, v_quality, v_var, v_div = [], [], [], []
-    for key, label in (
-        ("lam0", "λ = 0"),
-        ("lam0.5", "λ = 0.5"),
-        ("lam1", "λ = 1"),
-        ("linear", "linear warm-up"),
-    ):
-        recs = runs[key]
-        q_mean, q_se = _mean_se(_col(recs, _q(metric)))
-        v_mean, v_se = _mean_se(_col(recs, lambda r: r.tail_mse_var))
-        row = {
-            "variant": label,
-            "seeds": len(recs),
-            metric_label: _fmt(q_mean, q_se),
-            "tail MSE variance": _fmt(v_mean, v_se, ".3g"),
-            "divergences": sum(r.divergences for r in recs),
-            "rollbacks": sum(r.rollbacks for r in recs),
-            "train s": round(statistics.fmean(_col(recs, lambda r: r.train_time_s)), 1)
-            if all(math.isfinite(r.train_time_s) for r in recs)
-            else "n/a",
-        }
-        if key == "linear":
-            row.update(
-                {
-                    "curriculum better (quality)": "-",
-                    "curriculum steadier": "-",
-                    "curriculum fewer divergences": "-",
-                }
-            )
-        else:
-            cq = compare(_col(cur, _q(metric)), _col(recs, _q(metric)))
-            cv = compare(_col(cur, lambda r: r.tail_mse_var), _col(recs, lambda r: r.tail_mse_var))
-            cd = compare(_col(cur, lambda r: r.divergences), _col(recs, lambda r: r.divergences))
-            if not any(r.divergences for r in cur + recs):
-                # Nothing diverged on either side: the test cannot tell, whatever the rule says.
-                div_verdict, div_text = INCONCLUSIVE, "no divergence in any run"
-            else:
-                div_verdict, div_text = verdict_for(cd.outcome), cd.outcome
-            v_quality.append(verdict_for(cq.outcome))
-            v_var.append(verdict_for(cv.outcome))
-            v_div.append(div_verdict)
-            row.update(
-                {
-                    "curriculum better (quality)": f"{verdict_for(cq.outcome)}: {cq.text()}",
-                    "curriculum steadier": f"{verdict_for(cv.outcome)}: {cv.text('.3g')}",
-                    "curriculum fewer divergences": f"{div_verdict}: {div_text}",
-                }
-            )
-        rows.append(row)
-    verdicts = {
-        "better final quality": combine(v_quality),
-        "lower training-loss variance": combine(v_var),
-        "fewer divergences": combine(v_div),
+def _stats_row(label: str, recs: list[RunRecord], metric: str, metric_label: str) -> dict:
+    return {
+        "variant": label,
+        "seeds": len(recs),
+        metric_label: _fmt(*_mean_se(_vals(recs, metric))),
+        "tail MSE variance": _fmt(*_mean_se(_vals(recs, "tail_mse_var")), ".3g"),
+        "divergences": sum(r.divergences for r in recs),
     }
+
+
+_LAMBDA_ROWS = {"lam0": "λ = 0", "lam0.5": "λ = 0.5", "lam1": "λ = 1", "linear": "linear warm-up"}
+# column -> (verdict name, compared value)
+_LAMBDA_CHECKS = {
+    "curriculum better (quality)": ("better final quality", None),
+    "curriculum steadier": ("lower training-loss variance", "tail_mse_var"),
+    "curriculum fewer divergences": ("fewer divergences", "divergences"),
+}
+
+
+def _lambda_table(task: str, runs: dict, metric: str, metric_label: str, seeds: int) -> dict:
+    """Claim 1 on one task: the curriculum row against each fixed-λ row."""
+    cur, found = runs["linear"], {name: [] for name, _ in _LAMBDA_CHECKS.values()}
+    rows = []
+    for key, label in _LAMBDA_ROWS.items():
+        recs = runs[key]
+        times = _vals(recs, "train_time_s")
+        row = _stats_row(label, recs, metric, metric_label)
+        row["rollbacks"] = sum(r.rollbacks for r in recs)
+        row["train s"] = (
+            round(statistics.fmean(times), 1) if all(math.isfinite(t) for t in times) else "n/a"
+        )
+        for col, (name, value) in _LAMBDA_CHECKS.items():
+            if key == "linear":
+                row[col] = "-"
+                continue
+            c = compare(_vals(cur, value or metric), _vals(recs, value or metric))
+            v, text = verdict_for(c.outcome), c.text()
+            if value == "divergences":
+                text = c.outcome
+                if not any(r.divergences for r in cur + recs):
+                    # Nothing diverged on either side: the test cannot tell, whatever the rule says.
+                    v, text = INCONCLUSIVE, "no divergence in any run"
+            found[name].append(v)
+            row[col] = f"{v}: {text}"
+        rows.append(row)
     return _table(
         f"claims_lambda_{task}",
         f"Claim 1 ({task}): linear λ warm-up against fixed λ, {seeds} seeds",
         "The λ curriculum (linear warm-up to 1 at half of training) trains more stably and ends "
         "better than any fixed λ.",
-        list(rows[0].keys()),
         rows,
-        verdict="; ".join(f"{k}: {v}" for k, v in verdicts.items()),
-        verdicts=verdicts,
+        verdicts={name: combine(v) for name, v in found.items()},
         metric=metric_label,
     )
 
 
-def _versus_table(
-    name: str,
-    title: str,
-    claim: str,
-    runs: dict[str, list[RunRecord]],
-    labels: dict[str, str],
-    reference: str,
-    metric: str,
-    metric_label: str,
-    *,
-    hypothesis: str,
-) -> dict:
-    """Rows compared against one reference row (warm-up length, schedule shape)."""
+def _versus_table(name: str, title: str, claim: str, runs: dict, labels: dict, matters: bool):
+    """ODE rows against the ``"linear"`` reference row (warm-up length, schedule shape).
+
+    The claim is that the setting matters (some row better or worse than the reference) or, with
+    ``matters=False``, that it does not (every row equivalent to it).
+    """
     rows, outcomes = [], []
-    ref = runs[reference]
     for key, label in labels.items():
-        recs = runs[key]
-        mean, se = _mean_se(_col(recs, _q(metric)))
-        row = {
-            "variant": label,
-            "seeds": len(recs),
-            metric_label: _fmt(mean, se),
-            "tail MSE variance": _fmt(*_mean_se(_col(recs, lambda r: r.tail_mse_var)), ".3g"),
-            "divergences": sum(r.divergences for r in recs),
-        }
-        if key == reference:
+        row = _stats_row(label, runs[key], "id@1", "rel L2 (1 step)")
+        if key == "linear":
             row["vs reference"] = "reference"
         else:
-            c = compare(_col(recs, _q(metric)), _col(ref, _q(metric)))
+            c = compare(_vals(runs[key], "id@1"), _vals(runs["linear"], "id@1"))
             outcomes.append(c.outcome)
             row["vs reference"] = c.text()
         rows.append(row)
-    if hypothesis == "insensitive":
-        # Insensitive: every setting equivalent to the reference.
-        if outcomes and all(o == "equivalent" for o in outcomes):
-            verdict = SUPPORTED
-        elif any(o in ("better", "worse") for o in outcomes):
-            verdict = NOT_SUPPORTED
-        else:
-            verdict = INCONCLUSIVE
-    else:  # "matters": some setting differs from the reference
-        if any(o in ("better", "worse") for o in outcomes):
-            verdict = SUPPORTED
-        elif outcomes and all(o == "equivalent" for o in outcomes):
-            verdict = NOT_SUPPORTED
-        else:
-            verdict = INCONCLUSIVE
-    return _table(
-        name, title, claim, list(rows[0].keys()), rows, verdict=verdict, metric=metric_label
-    )
+    differs = any(o in ("better", "worse") for o in outcomes)
+    same = bool(outcomes) and all(o == "equivalent" for o in outcomes)
+    yes, no = (differs, same) if matters else (same, differs)
+    verdict = SUPPORTED if yes else NOT_SUPPORTED if no else INCONCLUSIVE
+    return _table(name, title, claim, rows, verdict=verdict, metric="rel L2 (1 step)")
 
 
-def _mmf_vs_fm_table(
-    name: str,
-    title: str,
-    claim: str,
-    mmf: list[RunRecord],
-    fm: list[RunRecord],
-    key_a: str,
-    key_b: str,
-    fm_nfe: int,
-    label_a: str,
-    label_b: str,
-) -> dict:
-    """MMF (1 step) against FM (1 and ``fm_nfe`` steps) on conditions A and B, plus ratios B/A."""
+def _merge(full: list[RunRecord], low: list[RunRecord]) -> list[RunRecord]:
+    """The full-data records with the same seed's low-data ``id@k`` added as ``low@k``."""
+    by_seed = {r.seed: r.quality for r in low}
+    merged = []
+    for r in full:
+        extra = {
+            f"low@{k[3:]}": v for k, v in by_seed.get(r.seed, {}).items() if k.startswith("id@")
+        }
+        merged.append(replace(r, quality={**r.quality, **extra}))
+    return merged
+
+
+def _mmf_vs_fm_table(name, title, claim, mmf, fm, key_b, fm_nfe, label_a, label_b) -> dict:
+    """MMF (1 step) against FM (1 and ``fm_nfe`` steps) on the training distribution (``id``)
+    and condition ``key_b``, plus the ratios B/A."""
+    cols = (f"rel L2 {label_a}", f"rel L2 {label_b}", f"ratio {label_b}/{label_a}")
+
+    def ratios(recs: list[RunRecord], nfe: int) -> list[float]:
+        pairs = zip(_vals(recs, f"id@{nfe}"), _vals(recs, f"{key_b}@{nfe}"))
+        return [b / a if a and math.isfinite(a) else NAN for a, b in pairs]
+
     rows = []
     for method, recs, nfe in (("MMF", mmf, 1), ("FM", fm, 1), ("FM", fm, fm_nfe)):
-        qa = _col(recs, _q(f"{key_a}@{nfe}"))
-        qb = _col(recs, _q(f"{key_b}@{nfe}"))
-        ratio = [b / a if a and math.isfinite(a) else float("nan") for a, b in zip(qa, qb)]
         rows.append(
             {
                 "method": f"{method} {nfe}-step",
                 "seeds": len(recs),
-                f"rel L2 {label_a}": _fmt(*_mean_se(qa)),
-                f"rel L2 {label_b}": _fmt(*_mean_se(qb)),
-                f"ratio {label_b}/{label_a}": _fmt(*_mean_se(ratio), ".3g"),
+                cols[0]: _fmt(*_mean_se(_vals(recs, f"id@{nfe}"))),
+                cols[1]: _fmt(*_mean_se(_vals(recs, f"{key_b}@{nfe}"))),
+                cols[2]: _fmt(*_mean_se(ratios(recs, nfe)), ".3g"),
+                "check": "",
             }
         )
-    checks = {}
-    for nfe in (1, fm_nfe):
-        c = compare(_col(mmf, _q(f"{key_b}@1")), _col(fm, _q(f"{key_b}@{nfe}")))
-        checks[f"MMF 1-step better than FM {nfe}-step on {label_b}"] = (verdict_for(c.outcome), c)
-    ra = [
-        b / a
-        for a, b in zip(_col(mmf, _q(f"{key_a}@1")), _col(mmf, _q(f"{key_b}@1")))
-        if a and math.isfinite(a)
-    ]
-    rb = [
-        b / a
-        for a, b in zip(_col(fm, _q(f"{key_a}@{fm_nfe}")), _col(fm, _q(f"{key_b}@{fm_nfe}")))
-        if a and math.isfinite(a)
-    ]
-    c = compare(ra, rb)
-    checks[f"MMF degrades less than FM {fm_nfe}-step ({label_b}/{label_a})"] = (
-        verdict_for(c.outcome),
-        c,
+    checks = {
+        f"MMF 1-step better than FM {nfe}-step on {label_b}": compare(
+            _vals(mmf, f"{key_b}@1"), _vals(fm, f"{key_b}@{nfe}")
+        )
+        for nfe in (1, fm_nfe)
+    }
+    checks[f"MMF degrades less than FM {fm_nfe}-step ({label_b}/{label_a})"] = compare(
+        ratios(mmf, 1), ratios(fm, fm_nfe)
     )
-    for row in rows:
-        row["check"] = ""
-    check_rows = [
+    verdicts = {k: verdict_for(c.outcome) for k, c in checks.items()}
+    rows += [
         {
             "method": "check",
             "seeds": "",
-            f"rel L2 {label_a}": "",
-            f"rel L2 {label_b}": "",
-            f"ratio {label_b}/{label_a}": "",
-            "check": f"{k}: {v} ({c.text()})",
+            **dict.fromkeys(cols, ""),
+            "check": f"{k}: {verdicts[k]} ({c.text()})",
         }
-        for k, (v, c) in checks.items()
+        for k, c in checks.items()
     ]
-    verdicts = {k: v for k, (v, _) in checks.items()}
     # Two readings of "generalises better": the quality reached under the shift, and how much
     # is lost to it (the ratio). Both are reported; neither is chosen as the headline.
-    return _table(
-        name,
-        title,
-        claim,
-        list(rows[0].keys()),
-        rows + check_rows,
-        verdict="; ".join(f"{k}: {v}" for k, v in verdicts.items()),
-        verdicts=verdicts,
-    )
-
-
-# -- the JVP overhead ------------------------------------------------------------------------------
+    return _table(name, title, claim, rows, verdicts=verdicts)
 
 
 def _speed_claim(cfg: ClaimsConfig) -> dict:
-    from benchmarks.speed_step import SPEED_CASES, step_cost
-
+    """Claim 6: the step-cost ratios of ``benchmarks/speed_step.py`` over several trials."""
     cases = SPEED_CASES[cfg.speed_cases]
-    trials, failed = [], {}
+    timed, failed = [], {}
     for _ in range(cfg.speed_trials):
         rows_i, errs = step_cost(cfg.speed_repeats, 0.25, cases)
-        trials.append(rows_i)
+        timed += rows_i
         failed.update(errs)
-    rows = []
-    verdicts = {}
-    for case in cases:
-        label = f"{case[0]} ({case[1]})"
-        per = [r for t in trials for r in t if (r["backbone"], r["size"]) == case[:2]]
+    rows, verdicts = [], {}
+    for backbone, size, *_ in cases:
+        label = f"{backbone} ({size})"
+        per = [r for r in timed if (r["backbone"], r["size"]) == (backbone, size)]
         if not per:
             rows.append({"backbone": label, "error": failed.get(label, "no timing")})
             continue
         row = {"backbone": label, "params": per[0]["params"]}
         row["FM ms"] = _fmt(*_mean_se([p["fm_ms"] for p in per]), ".3g")
-        for lam_key, ratio_key, label in (
-            ("mmf_lam0_ms", "mmf0_over_fm", "λ=0"),
-            ("mmf_lam1_ms", "mmf1_over_fm", "λ=1"),
-        ):
-            mean, se = _mean_se([p[ratio_key] for p in per])
-            row[f"MMF {label} ms"] = _fmt(*_mean_se([p[lam_key] for p in per]), ".3g")
-            row[f"{label}/FM"] = _fmt(mean, se, ".3g")
-            se_eff = se if math.isfinite(se) else 0.0
+        for lam in ("0", "1"):
+            mean, se = _mean_se([p[f"mmf{lam}_over_fm"] for p in per])
+            row[f"MMF λ={lam} ms"] = _fmt(*_mean_se([p[f"mmf_lam{lam}_ms"] for p in per]), ".3g")
+            row[f"λ={lam}/FM"] = _fmt(mean, se, ".3g")
+            se = se if math.isfinite(se) else 0.0
             if len(per) < 2:
                 v = INCONCLUSIVE
-            elif mean + SIGNIFICANCE_SE * se_eff <= SPEED_LIMIT:
+            elif mean + SIGNIFICANCE_SE * se <= SPEED_LIMIT:
                 v = SUPPORTED
-            elif mean - SIGNIFICANCE_SE * se_eff > SPEED_LIMIT:
+            elif mean - SIGNIFICANCE_SE * se > SPEED_LIMIT:
                 v = NOT_SUPPORTED
             else:
                 v = INCONCLUSIVE
-            verdicts[f"{case[0]} {label}"] = v
-            row[f"{label} <= {SPEED_LIMIT:g}x"] = v
+            verdicts[f"{backbone} λ={lam}"] = row[f"λ={lam} <= {SPEED_LIMIT:g}x"] = v
         rows.append(row)
-    overall_0 = combine([v for k, v in verdicts.items() if k.endswith("λ=0")])
-    overall_1 = combine([v for k, v in verdicts.items() if k.endswith("λ=1")])
     return _table(
         "claims_jvp_overhead",
         f"Claim 6: JVP overhead, MMF step / FM step ({cfg.speed_trials} trials, CPU, "
         f"{torch.get_num_threads()} threads)",
         f"An MMF training step costs at most {SPEED_LIMIT:g}x a flow-matching step on the same "
         "backbone (the design target; the paper gives no number).",
-        list(dict.fromkeys(k for r in rows for k in r)),
         rows,
-        verdict=f"λ=0: {overall_0}; λ=1: {overall_1}",
-        verdicts={"λ=0": overall_0, "λ=1": overall_1},
+        verdicts={
+            f"λ={lam}": combine([v for k, v in verdicts.items() if k.endswith(f"λ={lam}")])
+            for lam in ("0", "1")
+        },
     )
 
 
@@ -825,28 +664,38 @@ def _two_circles(n: int, seed: int) -> torch.Tensor:
     return pts + 0.03 * torch.randn(n, 2, generator=g)
 
 
+_LAM0, _COND, _MODEL = (
+    "λ = 0",
+    "linear warm-up, conditional tangent",
+    "linear warm-up, model tangent",
+)
 _TANGENT_VARIANTS = {
-    "λ = 0": {"lam": 0.0},
-    "linear warm-up, conditional tangent": {"lam": "linear", "tangent": "conditional"},
-    "linear warm-up, model tangent": {"lam": "linear", "tangent": "model"},
+    _LAM0: {"lam": 0.0},
+    _COND: {"lam": "linear", "tangent": "conditional"},
+    _MODEL: {"lam": "linear", "tangent": "model"},
+}
+# check -> (A, B, whether A equivalent to B also supports it)
+_TANGENT_CHECKS = {
+    "linear warm-up (conditional tangent) keeps the spread as well as λ = 0": (_COND, _LAM0, True),
+    "the model tangent keeps the spread better than the conditional one under the warm-up": (
+        _MODEL,
+        _COND,
+        False,
+    ),
 }
 
 
 def _tangent_claim(cfg: ClaimsConfig, device: str, seed: int) -> dict:
     """Claim 7: λ > 0 on a distribution, with MeanFlow's conditional tangent and the model's."""
-    import meanflow_sci
-
     data = _two_circles(cfg.circles_n, seed)
-    gaps: dict[str, list[float]] = {k: [] for k in _TANGENT_VARIANTS}
-    shares: dict[str, list[float]] = {k: [] for k in _TANGENT_VARIANTS}
-    errs: dict[str, list[float]] = {k: [] for k in _TANGENT_VARIANTS}
+    stats = {k: {"share": [], "gap": [], "err": []} for k in _TANGENT_VARIANTS}
     for s in cfg.seeds:
-        for name, kw in _TANGENT_VARIANTS.items():
+        for name, objective in _TANGENT_VARIANTS.items():
             fitted = meanflow_sci.fit(
                 data,
                 recipe="vectors",
                 backbone={"hidden": cfg.circles_hidden, "depth": cfg.circles_depth},
-                objective=kw,
+                objective=objective,
                 train={
                     "max_steps": cfg.circles_steps,
                     "lr_warmup_steps": max(1, cfg.circles_steps // 20),
@@ -855,49 +704,28 @@ def _tangent_claim(cfg: ClaimsConfig, device: str, seed: int) -> dict:
                 seed=seed + s,
                 progress=False,
             )
-            x = torch.as_tensor(fitted.sample(cfg.circles_eval, seed=seed + s + 1))
-            radius = x.norm(dim=1)
+            radius = torch.as_tensor(fitted.sample(cfg.circles_eval, seed=seed + s + 1)).norm(dim=1)
             share = float((radius > 0.75).float().mean())
-            shares[name].append(share)
-            gaps[name].append(abs(share - 0.5))
             to_circle = torch.minimum((radius - 1).abs(), (radius - 0.5).abs())
-            errs[name].append(float(to_circle.median()))
-    # label -> (A, B, rule): "as good" is supported when A is better or equivalent, "better"
-    # only when A is better (verdict_for).
-    checks = {
-        "linear warm-up (conditional tangent) keeps the spread as well as λ = 0": (
-            "linear warm-up, conditional tangent",
-            "λ = 0",
-            "as good",
-        ),
-        "the model tangent keeps the spread better than the conditional one under the warm-up": (
-            "linear warm-up, model tangent",
-            "linear warm-up, conditional tangent",
-            "better",
-        ),
-    }
-    rows = []
-    for name in _TANGENT_VARIANTS:
-        rows.append(
-            {
-                "variant": name,
-                "seeds": len(shares[name]),
-                "share on the outer circle (data 0.5)": _fmt(*_mean_se(shares[name]), ".3f"),
-                "|share - 0.5|": _fmt(*_mean_se(gaps[name]), ".3f"),
-                "median distance to a circle": _fmt(*_mean_se(errs[name]), ".3f"),
-            }
-        )
+            for key, value in (("share", share), ("gap", abs(share - 0.5))):
+                stats[name][key].append(value)
+            stats[name]["err"].append(float(to_circle.median()))
+    rows = [
+        {
+            "variant": name,
+            "seeds": len(st["share"]),
+            "share on the outer circle (data 0.5)": _fmt(*_mean_se(st["share"]), ".3f"),
+            "|share - 0.5|": _fmt(*_mean_se(st["gap"]), ".3f"),
+            "median distance to a circle": _fmt(*_mean_se(st["err"]), ".3f"),
+        }
+        for name, st in stats.items()
+    ]
     verdicts = {}
-    for label, (a, b, rule) in checks.items():
-        cmp = compare(gaps[a], gaps[b])
-        if rule == "as good":
-            v = {"better": SUPPORTED, "equivalent": SUPPORTED, "worse": NOT_SUPPORTED}.get(
-                cmp.outcome, INCONCLUSIVE
-            )
-        else:
-            v = verdict_for(cmp.outcome)
+    for label, (a, b, as_good) in _TANGENT_CHECKS.items():
+        c = compare(stats[a]["gap"], stats[b]["gap"])
+        v = SUPPORTED if as_good and c.outcome == "equivalent" else verdict_for(c.outcome)
         verdicts[label] = v
-        rows.append({"variant": "check", "check": f"{label}: {v} ({cmp.text('.3f')})"})
+        rows.append({"variant": "check", "check": f"{label}: {v} ({c.text('.3f')})"})
     return _table(
         "claims_tangent",
         f"Claim 7 (library finding): the λ curriculum on a distribution, two circles, "
@@ -905,9 +733,7 @@ def _tangent_claim(cfg: ClaimsConfig, device: str, seed: int) -> dict:
         "The λ curriculum (λ -> 1) keeps one-step samples of a distribution spread out "
         "(README, 'Choosing λ': with MeanFlow's conditional tangent, λ > 0 adds a variance "
         "term that contracts the one-step map; along the model's own velocity it does not).",
-        list(dict.fromkeys(k for r in rows for k in r)),
         rows,
-        verdict="; ".join(f"{k}: {v}" for k, v in verdicts.items()),
         verdicts=verdicts,
     )
 
@@ -915,54 +741,30 @@ def _tangent_claim(cfg: ClaimsConfig, device: str, seed: int) -> dict:
 # -- the driver ------------------------------------------------------------------------------------
 
 
-def _plan(cfg: ClaimsConfig) -> list[tuple[str, str, int]]:
-    """(task, variant, seed) of every training run, in order."""
-    plan = []
-    for seed in cfg.seeds:
-        for key in ("lam0", "lam0.5", "lam1", "linear", "fm"):
-            plan.append(("ode", key, seed))
-    study = cfg.seeds[: cfg.study_seeds]
-    for seed in study:
-        for frac in cfg.warmup_fracs:
-            if frac != cfg.default_warmup_frac:
-                plan.append(("ode", f"warmup{frac:g}", seed))
-        for shape in ("cosine", "step"):
-            plan.append(("ode", shape, seed))
-        plan.append(("ode", "mmf_low", seed))
-        plan.append(("ode", "fm_low", seed))
-    if cfg.images:
-        for seed in cfg.seeds:
-            for key in ("lam0", "lam0.5", "lam1", "linear"):
-                plan.append(("images", key, seed))
-    return plan
+def _ode_quality(rec: RunRecord, fitted, key: str, d: SimpleNamespace, cfg: ClaimsConfig) -> None:
+    """In-distribution (``id@k``) and out-of-distribution (``ood@k``) rel L2 of one ODE run."""
+    fm = key in ("fm", "fm_low")
+    nfes = (set(cfg.nfe_grid) if key in ("linear", "fm") else {1}) | (
+        {1, cfg.fm_nfe} if fm else set()
+    )
+    for nfe in sorted(nfes):
+        rec.quality[f"id@{nfe}"] = _rel_l2(fitted, d.cond_test, d.true, nfe)
+    if key in ("linear", "fm", "mmf_low", "fm_low"):
+        for nfe in sorted({1, cfg.fm_nfe} if fm else {1}):
+            rec.quality[f"ood@{nfe}"] = _rel_l2(fitted, d.cond_ood, d.true_ood, nfe)
 
 
-def _ode_variant(key: str, cfg: ClaimsConfig):
-    steps = cfg.ode_steps
-    default_t = max(1, int(round(cfg.default_warmup_frac * steps)))
-    fixed = {"lam0": 0.0, "lam0.5": 0.5, "lam1": 1.0}
-    if key in fixed:
-        return ModularMeanFlow(lam=fixed[key], time_sampler="uniform")
-    if key in ("linear", "mmf_low"):
-        return ModularMeanFlow(lam="linear", lam_warmup=default_t, time_sampler="uniform")
-    if key in ("fm", "fm_low"):
-        return FlowMatching(time_sampler="uniform")
-    if key in ("cosine", "step"):
-        return ModularMeanFlow(lam=key, lam_warmup=default_t, time_sampler="uniform")
-    if key.startswith("warmup"):
-        frac = float(key[len("warmup") :])
-        return ModularMeanFlow(
-            lam="linear", lam_warmup=max(1, int(round(frac * steps))), time_sampler="uniform"
+def _time_curve(fitted, snaps: list, nfe: int, d: SimpleNamespace) -> list[dict]:
+    """Rel L2 of each snapshot's weights against its training time (the weights are restored)."""
+    final = copy.deepcopy(fitted.model.state_dict())
+    pts = []
+    for elapsed, state in snaps:
+        fitted.model.load_state_dict(state)
+        pts.append(
+            {"train_s": round(elapsed, 3), "rel_l2": _rel_l2(fitted, d.cond_test, d.true, nfe)}
         )
-    raise KeyError(key)
-
-
-def _img_variant(key: str, cfg: ClaimsConfig):
-    fixed = {"lam0": 0.0, "lam0.5": 0.5, "lam1": 1.0}
-    if key in fixed:
-        return ModularMeanFlow(lam=fixed[key])
-    warm = max(1, int(round(cfg.default_warmup_frac * cfg.img_steps)))
-    return ModularMeanFlow(lam="linear", lam_warmup=warm)
+    fitted.model.load_state_dict(final)
+    return pts
 
 
 def run(
@@ -972,154 +774,90 @@ def run(
     seed: int = 0,
     *,
     progress: bool = False,
-    config: ClaimsConfig | None = None,
 ) -> dict:
     """Run every claim experiment and return the tables (JSON-able).
 
-    Args:
-        suite: "smoke", "quick", "standard" or "full" (sizes in :data:`CLAIMS_CONFIGS`).
-        device: passed to ``fit``.
-        out: unused (the suite writes the files); kept for the common task signature.
-        seed: added to every run's seed.
-        progress: show a tqdm bar over the training runs.
-        config: overrides the suite's sizes.
-
-    Returns:
-        ``{"benchmark": "claims", "suite", "config", "verdict_rules", "tables": [...],
-        "curves": {...}, "wall_s"}``; every table has ``name``, ``title``, ``claim``,
-        ``columns``, ``rows`` and ``verdict``.
+    ``suite`` picks the sizes in :data:`CLAIMS_CONFIGS`; ``seed`` is
+    added to every run's seed; ``out`` is unused (the suite writes the files); ``progress`` shows
+    a bar over the training runs. Every table has ``name``, ``title``, ``claim``, ``columns``,
+    ``rows`` and ``verdict``.
     """
-    check_choice("suite", suite, CLAIMS_CONFIGS)
-    cfg = config or CLAIMS_CONFIGS[suite]
+    cfg = check_suite(suite, CLAIMS_CONFIGS)
     t_start = time.perf_counter()
     ode_d = _ode_data(cfg)
-    ode_kwargs = _ode_fit_kwargs(cfg, device)
     n_low = max(2, int(round(cfg.low_data_frac * cfg.ode_n_train)))
-    img = None
-    if cfg.images:
-        from meanflow_sci.tasks.images import digit_classifier, load_digits
-
-        img = {"data": load_digits(size=8), "extractor": digit_classifier()}
+    img = {"data": load_digits(size=8), "extractor": digit_classifier()}
     runs: dict[str, dict[str, list[RunRecord]]] = {"ode": {}, "images": {}}
-    curves: dict[str, Any] = {
-        "ode_quality_vs_time": {},
-        "loss_curves": {},
-        "ode_quality_vs_nfe": {},
-    }
+    curves: dict[str, Any] = {k: {} for k in ("ode_quality_vs_time", "loss_curves")}
     plan = _plan(cfg)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(plan), desc="claims", leave=False, position=1, dynamic_ncols=True)
-    for task, key, s in plan:
-        if bar is not None:
-            bar.set_postfix_str(f"{task} {key} seed {s}")
-        run_seed = seed + s
+    bar = tqdm(plan, "claims", leave=False, position=1, dynamic_ncols=True, disable=not progress)
+    for task, key, s in bar:
+        bar.set_postfix_str(f"{task} {key} seed {s}")
         first_seed = s == cfg.seeds[0]
+        objective, fit_kw = _objective(task, key, cfg), _fit_kwargs(cfg, task, device)
         if task == "ode":
-            low = key.endswith("_low")
-            data = ode_d.data[:n_low] if low else ode_d.data
-            cond = ode_d.cond[:n_low] if low else ode_d.cond
+            n = n_low if key.endswith("_low") else None
             track = first_seed and key in ("linear", "fm")
-            snap_every = max(1, cfg.ode_steps // cfg.curve_points) if track else None
             fitted, rec, snaps = _train(
-                data,
-                cond,
-                _ode_variant(key, cfg),
-                seed=run_seed,
-                max_steps=cfg.ode_steps,
-                fit_kwargs=ode_kwargs,
+                ode_d.data[:n],
+                ode_d.cond[:n],
+                objective,
+                fit_kw,
+                seed=seed + s,
                 tail_frac=cfg.tail_frac,
-                snapshot_every=snap_every,
+                snap_every=max(1, cfg.ode_steps // cfg.curve_points) if track else None,
             )
             if fitted is not None:
-                nfes = set(cfg.nfe_grid) if key in ("linear", "fm") else {1}
-                if key in ("fm", "fm_low"):
-                    nfes |= {1, cfg.fm_nfe}
-                for nfe in sorted(nfes):
-                    rec.quality[f"id@{nfe}"] = _rel_l2(fitted, ode_d.cond_test, ode_d.true, nfe)
-                if key in ("linear", "fm", "mmf_low", "fm_low"):
-                    for nfe in sorted({1, cfg.fm_nfe} if key.startswith("fm") else {1}):
-                        rec.quality[f"ood@{nfe}"] = _rel_l2(
-                            fitted, ode_d.cond_ood, ode_d.true_ood, nfe
-                        )
+                _ode_quality(rec, fitted, key, ode_d, cfg)
                 if snaps:
-                    final = copy.deepcopy(fitted.model.state_dict())
                     nfe = 1 if key == "linear" else cfg.fm_nfe
-                    pts = []
-                    for elapsed, state in snaps:
-                        fitted.model.load_state_dict(state)
-                        pts.append(
-                            {
-                                "train_s": round(elapsed, 3),
-                                "rel_l2": _rel_l2(fitted, ode_d.cond_test, ode_d.true, nfe),
-                            }
-                        )
-                    fitted.model.load_state_dict(final)
                     label = "MMF 1-step" if key == "linear" else f"FM {nfe}-step"
-                    curves["ode_quality_vs_time"][label] = pts
-            if first_seed and key in ("lam0", "lam0.5", "lam1", "linear", "fm"):
-                curves["loss_curves"][f"ode {key}"] = rec.mse_curve
+                    curves["ode_quality_vs_time"][label] = _time_curve(fitted, snaps, nfe, ode_d)
+            keep_curve = first_seed and key in ("lam0", "lam0.5", "lam1", "linear", "fm")
         else:
+            data = img["data"]
             fitted, rec, _ = _train(
-                img["data"].images,
-                img["data"].labels,
-                _img_variant(key, cfg),
-                seed=run_seed,
-                max_steps=cfg.img_steps,
-                fit_kwargs=_img_fit_kwargs(cfg, device),
-                tail_frac=cfg.tail_frac,
+                data.images, data.labels, objective, fit_kw, seed=seed + s, tail_frac=cfg.tail_frac
             )
             if fitted is not None:
-                rec.quality["fd@1"] = _frechet(fitted, img, cfg.img_n_eval, run_seed)
-            if first_seed:
-                curves["loss_curves"][f"images {key}"] = rec.mse_curve
+                rec.quality["fd@1"] = _frechet(fitted, img, cfg.img_n_eval, seed + s)
+            keep_curve = first_seed
+        if keep_curve:
+            curves["loss_curves"][f"{task} {key}"] = rec.mse_curve
         rec.mse_curve = []  # kept once in `curves`, not per run
         runs[task].setdefault(key, []).append(rec)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
 
     # Quality against NFE (mean over seeds) for the plots.
-    for key, label in (("linear", "MMF"), ("fm", "FM")):
-        recs = runs["ode"][key]
-        curves["ode_quality_vs_nfe"][label] = [
-            {"nfe": nfe, "rel_l2": _mean_se(_col(recs, _q(f"id@{nfe}")))[0]} for nfe in cfg.nfe_grid
+    curves["ode_quality_vs_nfe"] = {
+        label: [
+            {"nfe": nfe, "rel_l2": _mean_se(_vals(runs["ode"][key], f"id@{nfe}"))[0]}
+            for nfe in cfg.nfe_grid
         ]
-
+        for key, label in (("linear", "MMF"), ("fm", "FM"))
+    }
     tables = [
         _lambda_table("ode", runs["ode"], "id@1", "rel L2 (1 step)", len(cfg.seeds)),
+        _lambda_table(
+            "images", runs["images"], "fd@1", "Fréchet distance (1 step)", len(cfg.seeds)
+        ),
     ]
-    if cfg.images:
-        tables.append(
-            _lambda_table(
-                "images", runs["images"], "fd@1", "Fréchet distance (1 step)", len(cfg.seeds)
-            )
-        )
     study = cfg.study_seeds
-    warm_runs = dict(runs["ode"])
+    study_runs = {k: v[:study] for k, v in runs["ode"].items()}
     warm_labels = {"lam1": "T = 0 (λ = 1 throughout)"}
     for frac in cfg.warmup_fracs:
         key = "linear" if frac == cfg.default_warmup_frac else f"warmup{frac:g}"
         warm_labels[key] = f"T = {frac:g} × steps"
-    warm_runs = {k: v[:study] if k in ("lam1", "linear") else v for k, v in warm_runs.items()}
     tables.append(
         _versus_table(
             "claims_warmup_length",
             f"Claim 2 (ODE): warm-up length sensitivity, linear schedule, {study} seeds",
             f"Final quality is insensitive to the warm-up length T (reference T = "
             f"{cfg.default_warmup_frac:g} × steps).",
-            warm_runs,
+            study_runs,
             warm_labels,
-            "linear",
-            "id@1",
-            "rel L2 (1 step)",
-            hypothesis="insensitive",
+            matters=False,
         )
     )
-    shape_runs = {k: v[:study] for k, v in runs["ode"].items()}
     tables.append(
         _versus_table(
             "claims_schedule_shape",
@@ -1127,12 +865,9 @@ def run(
             f"{study} seeds",
             "The shape of the λ schedule matters (open question 2): cosine or step differs from "
             "linear.",
-            shape_runs,
+            study_runs,
             {"linear": "linear", "cosine": "cosine", "step": "step"},
-            "linear",
-            "id@1",
-            "rel L2 (1 step)",
-            hypothesis="matters",
+            matters=True,
         )
     )
     tables.append(
@@ -1141,9 +876,8 @@ def run(
             f"Claim 4 (ODE): low data ({cfg.low_data_frac:.0%} = {n_low} trajectories), MMF vs "
             f"FM, {study} seeds",
             "With 10 % of the training set, one-step MMF generalises better than flow matching.",
-            _merge(runs["ode"]["linear"][:study], runs["ode"]["mmf_low"], "low"),
-            _merge(runs["ode"]["fm"][:study], runs["ode"]["fm_low"], "low"),
-            "id",
+            _merge(study_runs["linear"], runs["ode"]["mmf_low"]),
+            _merge(study_runs["fm"], runs["ode"]["fm_low"]),
             "low",
             cfg.fm_nfe,
             "full data",
@@ -1159,7 +893,6 @@ def run(
             "training range.",
             runs["ode"]["linear"],
             runs["ode"]["fm"],
-            "id",
             "ood",
             cfg.fm_nfe,
             "in-dist",
@@ -1167,41 +900,38 @@ def run(
         )
     )
     errors = []
-    try:
-        tables.append(_speed_claim(cfg))
-    except Exception as exc:  # noqa: BLE001 - the trained claims above must not be lost
-        errors.append(f"claim 6 (JVP overhead): {type(exc).__name__}: {exc}")
-        tables.append(
-            _table(
-                "claims_jvp_overhead",
-                "Claim 6: JVP overhead, MMF step / FM step",
-                f"An MMF training step costs at most {SPEED_LIMIT:g}x a flow-matching step.",
-                ["error"],
-                [{"error": errors[-1]}],
-                verdict="not run (error)",
-            )
-        )
-    if cfg.circles:
+    # Claims 6 and 7 may fail without losing the trained claims above.
+    late = [(
+        "claims_jvp_overhead", "claim 6 (JVP overhead)",
+        "Claim 6: JVP overhead, MMF step / FM step",
+        f"An MMF training step costs at most {SPEED_LIMIT:g}x a flow-matching step.",
+        lambda: _speed_claim(cfg),
+    ), (
+        "claims_tangent", "claim 7 (JVP tangent)",
+        "Claim 7: the λ curriculum on a distribution",
+        "The λ curriculum keeps a distribution's one-step samples spread out.",
+        lambda: _tangent_claim(cfg, device, seed),
+    )]  # fmt: skip
+    for name, what, title, claim, build in late:
         try:
-            tables.append(_tangent_claim(cfg, device, seed))
-        except Exception as exc:  # noqa: BLE001 - the claims above must not be lost
-            errors.append(f"claim 7 (JVP tangent): {type(exc).__name__}: {exc}")
+            tables.append(build())
+        except Exception as exc:  # noqa: BLE001 - recorded in the table and in `errors`
+            errors.append(f"{what}: {type(exc).__name__}: {exc}")
             tables.append(
-                _table(
-                    "claims_tangent",
-                    "Claim 7: the λ curriculum on a distribution",
-                    "The λ curriculum keeps a distribution's one-step samples spread out.",
-                    ["error"],
-                    [{"error": errors[-1]}],
-                    verdict="not run (error)",
-                )
+                _table(name, title, claim, [{"error": errors[-1]}], verdict="not run (error)")
             )
     for t in tables:
         t["note"] = cfg.note
+    backbone = (
+        f"MLP {cfg.img_hidden}x{cfg.img_depth} on the flattened digits (a cheap proxy of the "
+        "UNet2D image model)"
+        if cfg.img_backbone == "mlp"
+        else f"UNet2D base {cfg.img_base}"
+    )
     return {
         "benchmark": "claims",
         "suite": suite,
-        "config": _jsonable(asdict(cfg)),
+        "config": jsonable(asdict(cfg)),
         "seeds": [seed + s for s in cfg.seeds],
         "verdict_rules": VERDICT_RULES,
         "quality_metrics": {
@@ -1209,61 +939,14 @@ def run(
             f"{cfg.ode_n_test} test trajectories of {cfg.ode_system}",
             "images": f"Fréchet distance of {cfg.img_n_eval} 1-step samples against the 1797 "
             "digits in the in-project digit classifier's 64-d feature space (biased upward "
-            "for small sets: compare within the table only); backbone "
-            + (
-                f"MLP {cfg.img_hidden}x{cfg.img_depth} on the flattened digits (a cheap proxy "
-                "of the UNet2D image model)"
-                if cfg.img_backbone == "mlp"
-                else f"UNet2D base {cfg.img_base}"
-            ),
+            "for small sets: compare within the table only); backbone " + backbone,
         },
         "tables": tables,
         "errors": errors,
         "curves": curves,
         "runs": {
-            task: {k: [_jsonable(asdict(r)) for r in v] for k, v in by_key.items()}
+            task: {k: [jsonable(asdict(r)) for r in v] for k, v in by_key.items()}
             for task, by_key in runs.items()
         },
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
-
-
-def _merge(full: list[RunRecord], low: list[RunRecord], prefix: str) -> list[RunRecord]:
-    """Records whose quality holds the full-data ``id@k`` and the low-data run's as
-    ``{prefix}@k``, paired by seed."""
-    by_seed = {r.seed: r for r in low}
-    merged = []
-    for r in full:
-        m = copy.copy(r)
-        m.quality = dict(r.quality)
-        other = by_seed.get(r.seed)
-        for k, v in other.quality.items() if other else []:
-            if k.startswith("id@"):
-                m.quality[f"{prefix}@{k[3:]}"] = v
-        merged.append(m)
-    return merged
-
-
-def _frechet(fitted, img: dict, n: int, seed: int) -> float:
-    from meanflow_sci.tasks.images import evaluate_images
-
-    gen = torch.Generator().manual_seed(seed + 1)
-    labels = torch.randint(0, 10, (n,), generator=gen)
-    shape = img["data"].images.shape[1:]
-    x = torch.as_tensor(fitted.sample(cond=labels, steps=1, seed=seed + 2)).float()
-    # Flattened samples of the MLP proxy go back to images; pixels clamped to the data range.
-    x = x.reshape(n, *shape).clamp(-1.0, 1.0)
-    if not bool(torch.isfinite(x).all()):
-        return float("nan")
-    m = evaluate_images(img["data"].images, x, extractor=img["extractor"])
-    return float(m.frechet_distance)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

@@ -1,4 +1,4 @@
-"""What every benchmark script shares: the machine record, the commit, Markdown rows, suite checks.
+"""What every benchmark script shares: the machine record, the commit, timing, JSON and tables.
 
 A leaf module (it imports no other benchmark module), so the task scripts and the suite driver
 can all use it without import cycles.
@@ -6,10 +6,13 @@ can all use it without import cycles.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import statistics
 import subprocess
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,8 @@ import torch
 
 from meanflow_sci.errors import check_choice
 
-__all__ = ["REPO_ROOT", "check_suite", "cpus_available", "git_commit", "machine_info", "rows_md"]
+__all__ = ["REPO_ROOT", "check_suite", "columns_of", "cpus_available", "git_commit", "jsonable"]
+__all__ += ["machine_info", "median_time", "median_times", "pyplot", "rows_md"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,9 +93,62 @@ def check_suite(suite: str, table: Mapping[str, Any]) -> Any:
     return table[check_choice("suite", suite, table)]
 
 
+def median_times(fns: Mapping[Any, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict:
+    """Median wall time of each function; calls interleaved so drift hits all alike."""
+    for fn in fns.values():  # warm-up (the first JVP compiles helpers)
+        for _ in range(warmup):
+            fn()
+    times: dict = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def median_time(fn: Callable[[], Any], repeats: int = 5) -> float:
+    """Median wall time of ``fn`` over ``repeats`` calls after one warm-up call."""
+    return median_times({0: fn}, repeats, warmup=1)[0]
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as strict JSON: NaN/inf become None, tensors and arrays become lists."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    if isinstance(obj, torch.Tensor):
+        return jsonable(obj.detach().cpu().tolist())
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars
+        return jsonable(obj.tolist())
+    if isinstance(obj, Path):
+        return str(obj)
+    return repr(obj)
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def columns_of(rows: list[dict]) -> list[str]:
+    """The keys of ``rows`` in order of first appearance."""
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
 def rows_md(rows: list[dict]) -> str:
     """A list of row dicts as a Markdown grid (columns in order of first appearance)."""
-    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cols = columns_of(rows)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)

@@ -1,27 +1,12 @@
 """Control benchmark: one-step MMF action-chunk policies against baselines on MuJoCo.
 
-Suites (all offline: the experts are computed from the simulator):
-
-- ``smoke``: InvertedPendulum-v5, tiny budgets; checks the pipeline runs (seconds).
-- ``quick``: InvertedPendulum-v5 with every method and Reacher-v5 with four, small budgets: the
-  benchmark suite's share of its 15 minutes.
-- ``standard``: InvertedPendulum-v5 and Reacher-v5 with every method, and a first HalfCheetah-v5
-  figure with MPPI demonstrations (200-step episodes). Tens of minutes on 2 CPU cores.
-- ``full``: larger data and budgets, 1000-step HalfCheetah evaluation is still cut at 300 steps.
-
-Targets (from the project's control issue), evaluated on the same seeds and machine:
-
-- ``score_ip`` / ``score_reacher``: 1-step MMF normalised score >= 0.95 (expert 1, random 0).
-- ``latency``: 100-step sampler's median decision latency / 1-step MMF's >= 50, with the MMF score
-  at least the 100-step score minus 0.02 (equal within evaluation noise) or better.
-- ``multimodality`` (Reacher): from fresh start states, at least half of the states get chunks of
-  both elbow branches among 16 MMF samples (``both_branches_rate >= 0.5``), while behaviour
-  cloning's mean elbow action is under half the expert's (it averages the branches).
-
-Settings: the library's ``"policy"`` recipe (``tasks.control.train_policy``) for every method,
-flow matching and behaviour cloning being the same recipe with another objective; the tiers below
-set only the data, the training steps (the recipe's 2000 is between the quick and full budgets)
-and the evaluation.
+Tiers (:data:`SUITES`, all offline: the experts are computed from the simulator): InvertedPendulum
+and Reacher at growing budgets, plus a HalfCheetah figure with MPPI demonstrations from
+``standard`` on. Settings: the ``"policy"`` recipe for every method (flow matching and behaviour
+cloning are the same recipe with another objective). Targets (:func:`_targets`): 1-step MMF score
+>= 0.95; the 100-step sampler's latency >= 50x MMF's at no worse score (within 0.02); on Reacher,
+MMF samples both elbow branches from at least half of the states while behaviour cloning
+averages them.
 
 Usage:
     python benchmarks/control.py --out runs/bench_control              # standard

@@ -1,20 +1,11 @@
 """Defaults benchmark: ``fit(data, cond)`` with nothing else, on conditional trajectories of
 systems the recipes were not tuned on.
 
-For each system, 4096 training trajectories (64 points x 2 states, initial state and parameters
-drawn uniformly from the ranges below, dopri5 ground truth from ``tasks.ode.simulate``) are
-fitted with ``recipe="auto"`` and no other option (it picks ``"trajectory_map"``: 3000 steps).
-The same recipe with ``objective="regression"`` is the regression baseline; nearest neighbour in the
-standardised condition is the lookup baseline. Scored on 512 test trajectories: median relative
-L2 of the one-step (and two-step) sample against the solver.
-
-Targets (issue 18, per system): wall time of the 3000-step fit <= 300 s on the 2-core machine,
-one-step rel-L2 <= 0.3x nearest neighbour and <= 1.5x regression.
-
-The five systems are written here, not in the library, so that no recipe was tuned on them:
-``damped_oscillator`` and ``duffing`` were used to check the recipe's setting (benchmarks/NOTES.md,
-"Defaults"), ``brusselator``, ``selkov`` and ``predator_prey`` were held out until the setting
-was fixed.
+Per system (written here, not in the library; ``damped_oscillator`` and ``duffing`` checked the
+recipe's setting, the other three were held out until it was fixed: ``benchmarks/NOTES.md``,
+"Defaults"): 4096 training trajectories fitted with ``recipe="auto"`` (``"trajectory_map"``),
+the same recipe with ``objective="regression"`` and nearest neighbour, scored by the one-step
+median rel L2 on 512 test trajectories against :data:`TARGETS` (issue 18).
 
 Usage:
     python benchmarks/defaults.py                   # standard: all five systems (~15 min)
@@ -25,7 +16,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +27,10 @@ import meanflow_sci
 from meanflow_sci.tasks import ode
 
 try:
+    from benchmarks.common import check_suite, machine_info
     from benchmarks.report import table_markdown, write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/defaults.py
+    from common import check_suite, machine_info
     from report import table_markdown, write_results
 
 TARGETS = {"train_s": 300.0, "mmf1_over_nn": 0.3, "mmf1_over_regression": 1.5}
@@ -175,26 +167,17 @@ def run_system(name: str, tier: Tier, seed: int) -> dict:
 
 
 COLUMNS = (
-    ("system", "system"),
-    ("held_out", "held out"),
-    ("mmf_steps", "steps"),
-    ("mmf_train_s", "MMF train s"),
-    ("nn", "NN rel-L2"),
-    ("regression_1", "regression"),
-    ("mmf_1", "MMF 1-step"),
-    ("mmf_2", "MMF 2-step"),
-    ("mmf1_over_nn", "1-step / NN"),
-    ("mmf1_over_regression", "1-step / regression"),
-    ("met", "targets met"),
-)
+    ("system", "system"), ("held_out", "held out"), ("mmf_steps", "steps"),
+    ("mmf_train_s", "MMF train s"), ("nn", "NN rel-L2"), ("regression_1", "regression"),
+    ("mmf_1", "MMF 1-step"), ("mmf_2", "MMF 2-step"), ("mmf1_over_nn", "1-step / NN"),
+    ("mmf1_over_regression", "1-step / regression"), ("met", "targets met"),
+)  # fmt: skip
 
 
 def run(suite: str = "standard", *, out: str | Path | None = None, seed: int = 0,
         verbose: bool = True) -> dict:  # fmt: skip
     """Run a tier; return (and write under ``out``) the rows and the verdict."""
-    if suite not in TIERS:
-        raise ValueError(f"suite: expected one of {sorted(TIERS)}, got {suite!r}")
-    tier = TIERS[suite]
+    tier = check_suite(suite, TIERS)
     rows = []
     for name in tier.systems:
         rows.append(run_system(name, tier, seed))
@@ -211,11 +194,7 @@ def run(suite: str = "standard", *, out: str | Path | None = None, seed: int = 0
         "suite": suite,
         "seed": seed,
         "targets": TARGETS,
-        "machine": {
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-        },
+        "machine": machine_info("cpu"),
         "rows": rows,
         "met_on_held_out": sum(r["met"] for r in held),
         "held_out": len(held),

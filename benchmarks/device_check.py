@@ -1,16 +1,12 @@
 """One prepared check of the trainer on an accelerator (or, for a dry run, the CPU).
 
-For each backbone: fit a few hundred steps with MMF (bf16 autocast on CUDA, the JVP in float32),
-record steps/s and the final unweighted MSE, interrupt-and-resume from a checkpoint, and time
-one-step against 50-step sampling. With ``--compile`` the network is also wrapped in
-``torch.compile`` for sampling and the compiled one-step latency (and compile time) is recorded.
-Prints a Markdown table and writes JSON. Each backbone trains under the recipe ``fit`` picks for
-its data, with MMF's own objective defaults (the exact JVP) instead of the recipe's objective:
-this checks the trainer and the JVP on the device, not a tuned setting.
+Per backbone: fit a few hundred MMF steps (bf16 autocast on CUDA, the JVP in float32; the recipe
+``fit`` picks, with MMF's own objective defaults), record steps/s and the final MSE, resume from
+a checkpoint, and time 1- against 50-step sampling (``--compile``: also a ``torch.compile``d
+one-step sampler). Prints a Markdown table and writes JSON.
 
 Usage:
     python benchmarks/device_check.py --device cuda --steps 300 --out runs/device_check.json
-    python benchmarks/device_check.py --device cuda --steps 300 --compile
     python benchmarks/device_check.py --device cpu --steps 5      # dry run of the plumbing
 """
 
@@ -30,9 +26,9 @@ from meanflow_sci.recipes import ObjectiveConfig
 from meanflow_sci.train.device import resolve_autocast_dtype
 
 try:
-    from benchmarks.common import machine_info
+    from benchmarks.common import machine_info, median_time
 except ModuleNotFoundError:  # run as a script: python benchmarks/device_check.py
-    from common import machine_info
+    from common import machine_info, median_time
 
 CASES = {
     "mlp": ((64,), {"hidden": 512, "depth": 4}),
@@ -48,15 +44,12 @@ def _sync(device: str) -> None:
 
 
 def _latency_ms(model, steps: int, device: str, repeats: int = 5) -> float:
-    model.sample(64, steps=steps, seed=0)  # warm-up
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
+    def call() -> None:
         model.sample(64, steps=steps, seed=0)
         _sync(device)
-        times.append(1e3 * (time.perf_counter() - t0))
-    return float(np.median(times))
+
+    _sync(device)
+    return 1e3 * median_time(call, repeats)
 
 
 def _compiled_latency(model, device: str) -> dict:

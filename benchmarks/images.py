@@ -1,34 +1,18 @@
 """Images benchmark: one-step MMF against many-step flow matching on the scikit-learn digits.
 
-Both models use the same UNet2D, the same class conditioning and the same *training time*: each
-is stopped when ``budget_s`` of wall time has passed, and its learning rate's cosine decay follows
-the clock, so both schedules end at the budget (an MMF step costs more than a flow-matching step,
-so flow matching gets more steps; short calibrations of the step costs only cap the step count).
-Samples are scored by the Fréchet distance, precision/recall/coverage and label accuracy in the
-feature space of the in-project digit classifier (its own test accuracy is reported). By default
-the generators train on the classifier's 1438 training digits and are scored against those and
-against the 359 held-out digits, with the training digits themselves as a reference row (what a
-generator of new real digits would score) and each sample set's distance to its nearest training
-digit (copies score 0, new real digits 1). Sampling latency of 1 step against 50 steps is timed on
-the same model and batch. Above 8x8 a fine-detail column measures what the classifier's
-downsampling to 8x8 hides (read it against the real digits' row).
-
-Target: Fréchet distance of 1-step MMF <= 1.3x that of 50-step flow matching.
-
-Settings: the library's ``"images"`` recipe for MMF, the same recipe with the ``"fm"`` objective
-(plain squared error on the conditional target, the baseline the target names) for flow
-matching, and a small table of sizes per tier (:data:`SUITES`). ``--set FIELD=VALUE`` changes a
-tier field or one recipe field by the names in :data:`RECIPE_FIELDS`. Measurements behind the
-recipe: ``benchmarks/NOTES.md``, "Images".
+Both objectives train the same class-conditional UNet2D for the same wall time (``budget_s``,
+the learning rate's cosine following the clock) and are scored in the in-project digit
+classifier's features, against the training digits and the held-out ones (protocol, target and
+measurements: ``benchmarks/README.md`` and ``benchmarks/NOTES.md``, "Images"). Settings: the
+``"images"`` recipe, with the ``"fm"`` objective for flow matching, and the tiers of
+:data:`SUITES`; ``--set FIELD=VALUE`` changes a tier field or a recipe field of
+:data:`RECIPE_FIELDS`.
 
 Usage:
     python benchmarks/images.py                 # standard suite, writes runs/bench_images/
-    python benchmarks/images.py --suite quick   # the benchmark suite's share (about 4 minutes)
-    python benchmarks/images.py --set budget_s=600   # ten minutes per method
     python benchmarks/images.py --suite smoke   # seconds, checks the plumbing
+    python benchmarks/images.py --set budget_s=600   # ten minutes per method
     python benchmarks/images.py --seeds 0 1 2 3 --jobs 2   # four seeds, median verdict
-    python benchmarks/images.py --seeds 2 3 4 5 6 7 8 9 --jobs 2 --set size=16   # 16x16 digits
-    python -c "from benchmarks.images import run; print(run('smoke'))"  # from the repo root
 """
 
 from __future__ import annotations
@@ -58,11 +42,11 @@ from meanflow_sci.tasks.images import (
 
 try:
     from benchmarks.budget import TimeLimit, seconds_per_step, steps_for
-    from benchmarks.common import check_suite, cpus_available, machine_info
+    from benchmarks.common import check_suite, cpus_available, machine_info, median_time
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/images.py
     from budget import TimeLimit, seconds_per_step, steps_for
-    from common import check_suite, cpus_available, machine_info
+    from common import check_suite, cpus_available, machine_info, median_time
     from report import write_results
 
 TARGET_RATIO = 1.3
@@ -107,35 +91,17 @@ class Suite:
 
 SUITES = {
     # Plumbing only: a narrower network and a smaller batch than the recipe.
-    "smoke": Suite(
-        size=8,
-        budget_s=8,
-        n_eval=200,
-        fm_steps=10,
-        calib_steps=4,
-        calib_rounds=1,
-        changes={"base": 8, "batch_size": 32},
-    ),
+    "smoke": Suite(size=8, budget_s=8, n_eval=200, fm_steps=10, calib_steps=4, calib_rounds=1,
+                   changes={"base": 8, "batch_size": 32}),
     # quick: the suite's share of about 15 minutes; standard: the sizes behind the issue target.
     "quick": Suite(size=8, budget_s=80, n_eval=1000, fm_steps=50, calib_steps=10),
     "standard": Suite(size=8, budget_s=240, n_eval=1797, fm_steps=50, calib_steps=10),
     # 16x16 on a GPU: a wider network, a larger batch and a longer run than the CPU-tuned
     # recipe, hence a gentler step, a longer warm-up and a longer weight average.
-    "full": Suite(
-        size=16,
-        budget_s=1800,
-        n_eval=1797,
-        fm_steps=50,
-        calib_steps=10,
-        changes={
-            "base": 32,
-            "batch_size": 128,
-            "ema_decay": 0.999,
-            "lr": 2e-3,
-            "lr_warmup_steps": 100,
-        },
-    ),
-}
+    "full": Suite(size=16, budget_s=1800, n_eval=1797, fm_steps=50, calib_steps=10,
+                  changes={"base": 32, "batch_size": 128, "ema_decay": 0.999, "lr": 2e-3,
+                           "lr_warmup_steps": 100}),
+}  # fmt: skip
 
 
 def configure(suite: str, overrides: Mapping[str, Any] | None = None) -> Suite:
@@ -184,16 +150,6 @@ def fit_method(data, recipe: Recipe, steps: int, device: str, seed: int, **kw):
     return fit_images(data, recipe=recipe, device=device, seed=seed, progress=False, **kw)
 
 
-def _median_time(fn, repeats: int = 5) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def run(
     suite: str = "quick",
     device: str = "auto",
@@ -202,41 +158,24 @@ def run(
     threads: int | None = None,
     overrides: dict | None = None,
 ) -> dict:
-    """Run the images benchmark; return a JSON-able dict (and write files when ``out`` is set).
+    """Run the images benchmark at the ``suite`` sizes with ``overrides`` (:func:`configure`).
 
-    Args:
-        suite: "smoke" (seconds), "quick" (about 4 minutes on 2 CPU cores), "standard" (the
-            sizes of the target, about 10 minutes) or "full".
-        device: passed to ``fit`` ("auto", "cpu", "cuda").
-        out: folder for ``images.json``, ``images.md`` and ``images_samples.png``; None writes
-            nothing.
-        seed: training and sampling seed.
-        threads: ``torch.set_num_threads`` for the run (None leaves it).
-        overrides: tier fields or :data:`RECIPE_FIELDS`, e.g. ``{"omega": 2.0}``.
-
-    Returns:
-        dict with the machine, the suite, per-method metrics, the timing and the target verdict.
+    ``out``: folder for ``images.json``, ``images.md`` and ``images_samples.png`` (None writes
+    nothing); ``threads``: ``torch.set_num_threads`` for the run (None leaves it). Returns the
+    machine, the settings, per-method metrics, timings and the target verdicts.
     """
     cfg = configure(suite, overrides)
     recipes = recipes_for(cfg)
     if threads is not None:
         torch.set_num_threads(threads)
     t_start = time.perf_counter()
-    heldout = None
-    if cfg.heldout:
-        data, heldout = (
-            load_digits(size=cfg.size, split="train"),
-            load_digits(size=cfg.size, split="test"),
-        )
-    else:
-        data = load_digits(size=cfg.size)
+    data = load_digits(size=cfg.size, split="train" if cfg.heldout else "all")
+    heldout = load_digits(size=cfg.size, split="test") if cfg.heldout else None
     extractor = digit_classifier()
 
-    # Same training time for both objectives, in the machine's own units: the two step costs are
-    # calibrated in alternating rounds (so a change in the load of a shared machine hits both
-    # alike), each objective schedules its learning rate over the steps its budget buys (with
-    # headroom) and is stopped by the clock at the budget. The wall times actually trained are
-    # recorded beside the steps.
+    # Same training time for both objectives: the step costs are calibrated in alternating rounds
+    # (a change in the load of a shared machine hits both alike) to cap the step counts, and the
+    # clock stops each run at the budget.
     rounds: dict[str, list[float]] = {"mmf": [], "fm": []}
     for _ in range(cfg.calib_rounds):
         for obj in rounds:
@@ -310,22 +249,11 @@ def run(
     # Latency of the sampler alone on one batch: 1 step vs many steps, same MMF network.
     n_lat = 256
     lat_labels = labels[:n_lat]
-    t1 = _median_time(lambda: models["mmf"].sample(cond=lat_labels, steps=1, seed=0))
-    tn = _median_time(lambda: models["mmf"].sample(cond=lat_labels, steps=cfg.fm_steps, seed=0), 3)
+    t1 = median_time(lambda: models["mmf"].sample(cond=lat_labels, steps=1, seed=0))
+    tn = median_time(lambda: models["mmf"].sample(cond=lat_labels, steps=cfg.fm_steps, seed=0), 3)
 
-    fd_1 = rows["MMF 1-step"]["frechet_distance"]
-    fd_n = rows[f"FM {cfg.fm_steps}-step"]["frechet_distance"]
-    ratio = fd_1 / max(fd_n, 1e-12)
-    if heldout is not None:
-        # Against 359 held-out digits even real digits score well above 0 (the real row): the
-        # ratio of the FDs is squeezed towards 1 by that shared level, so the verdict is taken
-        # on the ratio of the excesses over it.
-        fd_1h = rows["MMF 1-step"]["fd_heldout"]
-        fd_nh = rows[f"FM {cfg.fm_steps}-step"]["fd_heldout"]
-        real_h = rows["real (training digits)"]["fd_heldout"]
-        ratio_h = fd_1h / max(fd_nh, 1e-12)
-        # Undefined (None) when flow matching scores at or below the real level there.
-        excess_h = (fd_1h - real_h) / (fd_nh - real_h) if fd_nh > real_h else None
+    fm_name = f"FM {cfg.fm_steps}-step"
+    ratio = rows["MMF 1-step"]["frechet_distance"] / max(rows[fm_name]["frechet_distance"], 1e-12)
     result = {
         "benchmark": "images",
         "suite": suite,
@@ -346,31 +274,29 @@ def run(
             "speedup": round(tn / t1, 1),
         },
         "target": {
-            "metric": f"FD(MMF 1-step) / FD(FM {cfg.fm_steps}-step)",
+            "metric": f"FD(MMF 1-step) / FD({fm_name})",
             "value": round(ratio, 3),
             "threshold": TARGET_RATIO,
             "met": bool(ratio <= TARGET_RATIO),
         },
-        **(
-            {
-                "target_heldout": {
-                    "metric": (
-                        f"(FD(MMF 1-step) - FD(real)) / (FD(FM {cfg.fm_steps}-step) - FD(real)), "
-                        "held-out digits"
-                    ),
-                    "value": None if excess_h is None else round(excess_h, 3),
-                    "fd_ratio": round(ratio_h, 3),
-                    "real_level": real_h,
-                    "threshold": TARGET_RATIO,
-                    "met": excess_h is not None and bool(excess_h <= TARGET_RATIO),
-                },
-                "split": {"train": len(data), "heldout": len(heldout)},
-            }
-            if heldout is not None
-            else {}
-        ),
-        "wall_s": round(time.perf_counter() - t_start, 1),
     }
+    if heldout is not None:
+        # Against 359 held-out digits even real digits score well above 0 (the real row): the
+        # ratio of the FDs is squeezed towards 1 by that shared level, so the verdict is taken
+        # on the ratio of the excesses over it (undefined when FM is at or below that level).
+        fd_1h, fd_nh = rows["MMF 1-step"]["fd_heldout"], rows[fm_name]["fd_heldout"]
+        real_h = rows["real (training digits)"]["fd_heldout"]
+        excess_h = (fd_1h - real_h) / (fd_nh - real_h) if fd_nh > real_h else None
+        result["target_heldout"] = {
+            "metric": f"(FD(MMF 1-step) - FD(real)) / (FD({fm_name}) - FD(real)), held-out digits",
+            "value": None if excess_h is None else round(excess_h, 3),
+            "fd_ratio": round(fd_1h / max(fd_nh, 1e-12), 3),
+            "real_level": real_h,
+            "threshold": TARGET_RATIO,
+            "met": excess_h is not None and bool(excess_h <= TARGET_RATIO),
+        }
+        result["split"] = {"train": len(data), "heldout": len(heldout)}
+    result["wall_s"] = round(time.perf_counter() - t_start, 1)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -427,46 +353,47 @@ def _excess_text(value: float | None) -> str:
     return "undefined (FM at or below the real level)" if value is None else f"{value:.3f}"
 
 
+def _grid(rows: list[dict], spec: list[tuple]) -> list[str]:
+    """Markdown lines of ``rows``; ``spec``: (header, key, format spec or function) per column."""
+    lines = ["| " + " | ".join(h for h, _, _ in spec) + " |", "|---" * len(spec) + "|"]
+    for r in rows:
+        cells = [f(r[k]) if callable(f) else f"{r[k]:{f}}" for _, k, f in spec]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _verdict(t: dict) -> str:
+    return "met" if t["met"] else "missed"
+
+
+_METHOD_COLUMNS = [
+    ("method", "method", ""), ("NFE", "nfe", ""), ("train steps", "train_steps", ""),
+    ("train s", "train_time_s", ""), ("FD", "frechet_distance", ".2f"),
+    ("FD mean term", "fd_mean_term", ".2f"), ("precision", "precision", ".3f"),
+    ("recall", "recall", ".3f"), ("coverage", "coverage", ".3f"),
+    ("label acc", "label_accuracy", ".3f"),
+]  # fmt: skip
+
+
 def markdown_table(result: dict) -> str:
     """The metric table of a :func:`run` result as Markdown."""
-    lines = [
-        f"Images benchmark ({result['suite']}), digits, extractor: {result['extractor']}",
-        "",
-    ]
+    title = f"Images benchmark ({result['suite']}), digits, extractor: {result['extractor']}"
+    rows = [{"method": name, **r} for name, r in result["methods"].items()]
+    spec = list(_METHOD_COLUMNS)
     held = "target_heldout" in result
-    head = (
-        "| method | NFE | train steps | train s | FD | FD mean term | precision | recall | "
-        "coverage | label acc |"
-    )
     if held:
-        split = result["split"]
-        lines[0] += f"; trained on {split['train']} digits, {split['heldout']} held out"
-        head += " FD held-out | NN to train |"
-    detail = all("fine_detail" in r for r in result["methods"].values())
-    if detail:  # images above 8x8: what the extractor's downsampling hides
-        head += " fine detail |"
-    lines += [head, "|---" * head.count(" | ") + "|---|"]
-    for name, r in result["methods"].items():
-        line = (
-            f"| {name} | {r['nfe']} | {r['train_steps']} | {r['train_time_s']} | "
-            f"{r['frechet_distance']:.2f} | {r['fd_mean_term']:.2f} | {r['precision']:.3f} | "
-            f"{r['recall']:.3f} | "
-            f"{r['coverage']:.3f} | {r['label_accuracy']:.3f} |"
-        )
-        if held:
-            line += f" {r['fd_heldout']:.2f} | {r['nn_train']:.3f} |"
-        if detail:
-            line += f" {r['fine_detail']:.3f} |"
-        lines.append(line)
-    lat = result["sampling_latency_s"]
-    tgt = result["target"]
+        title += f"; trained on {result['split']['train']} digits, "
+        title += f"{result['split']['heldout']} held out"
+        spec += [("FD held-out", "fd_heldout", ".2f"), ("NN to train", "nn_train", ".3f")]
+    if all("fine_detail" in r for r in rows):  # images above 8x8: what the extractor hides
+        spec.append(("fine detail", "fine_detail", ".3f"))
+    lat, tgt = result["sampling_latency_s"], result["target"]
     steps_key = [k for k in lat if k.endswith("-step") and k != "1-step"][0]
+    lines = [title, "", *_grid(rows, spec), ""]
     lines += [
-        "",
         f"Sampling {lat['batch']} images: 1-step {lat['1-step'] * 1e3:.1f} ms, {steps_key} "
         f"{lat[steps_key] * 1e3:.1f} ms ({lat['speedup']}x).",
-        f"Target {tgt['metric']} <= {tgt['threshold']}: {tgt['value']} "
-        f"({'met' if tgt['met'] else 'missed'}).",
+        f"Target {tgt['metric']} <= {tgt['threshold']}: {tgt['value']} ({_verdict(tgt)}).",
     ]
     if held:
         th = result["target_heldout"]
@@ -474,10 +401,9 @@ def markdown_table(result: dict) -> str:
             f"Against held-out digits (real training digits score {th['real_level']:.2f} there): "
             f"FD ratio {th['fd_ratio']}; excess over the real level "
             f"{th['metric'].split(',')[0]} = {_excess_text(th['value'])} "
-            f"({'met' if th['met'] else 'missed'} at <= {th['threshold']})."
+            f"({_verdict(th)} at <= {th['threshold']})."
         )
-    lines.append("")
-    return "\n".join(lines)
+    return "\n".join([*lines, ""])
 
 
 def _run_seed(job: tuple) -> dict:
@@ -495,23 +421,10 @@ def run_seeds(
     threads: int | None = None,
     overrides: dict | None = None,
 ) -> dict:
-    """:func:`run` over several seeds; the verdict is taken on the median ratio.
+    """:func:`run` over ``seeds``, ``jobs`` at once (each in its own process, ``threads`` torch
+    threads each, by default the cores divided by ``jobs``); the verdict is on the median ratio.
 
-    A single run's one-step FD moves by several points between seeds (the ratio by about 0.3 on
-    the standard suite), so one seed passes or fails the target partly by chance. Each seed is a
-    complete run (its own calibration, equal training time for both objectives, its own ratio);
-    the summary reports every seed's ratios and their medians.
-
-    Args:
-        seeds: the seeds, e.g. ``[0, 1, 2, 3]``.
-        suite, device, overrides: as in :func:`run`.
-        out: folder for ``seed{N}/`` (each run's files) and ``images_seeds.json`` / ``.md``.
-        jobs: seeds run at once, each in its own process (ratios compare within a run, so
-            runs sharing the machine stay fair comparisons).
-        threads: torch threads per run (None: the machine's cores divided by ``jobs``).
-
-    Returns:
-        dict with the per-seed results and the median verdicts.
+    ``out`` gets ``seed{N}/`` (each run's files) and ``images_seeds.json`` / ``.md``.
     """
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds: expected distinct seeds, got {seeds!r}")
@@ -581,40 +494,29 @@ def run_seeds(
 def seeds_table(summary: dict) -> str:
     """The per-seed table and median verdict of a :func:`run_seeds` result as Markdown."""
     held = "target_heldout" in summary
-    head = "| seed | MMF steps | MMF 1-step | MMF 2-step | FM steps | FM | ratio |"
-    if held:
-        head += " held-out excess |"
+    spec = [
+        ("seed", "seed", ""), ("MMF steps", "steps_mmf", ""), ("MMF 1-step", "MMF 1-step", ".2f"),
+        ("MMF 2-step", "MMF 2-step", ".2f"), ("FM steps", "steps_fm", ""), ("FM", "FM", ".2f"),
+        ("ratio", "ratio", ".3f"),
+    ] + ([("held-out excess", "heldout_excess", _excess_text)] if held else [])  # fmt: skip
+    tgt = summary["target"]
     lines = [
         f"Images benchmark ({summary['suite']}) over seeds {summary['seeds']}, "
         f"{summary['jobs']} at once, {summary['threads_per_run']} thread(s) each",
         "",
-        head,
-        "|---" * head.count(" | ") + "|---|",
-    ]
-    for row in summary["per_seed"]:
-        line = (
-            f"| {row['seed']} | {row['steps_mmf']} | {row['MMF 1-step']:.2f} | "
-            f"{row['MMF 2-step']:.2f} | {row['steps_fm']} | {row['FM']:.2f} | {row['ratio']:.3f} |"
-        )
-        if held:
-            line += f" {_excess_text(row['heldout_excess'])} |"
-        lines.append(line)
-    tgt = summary["target"]
-    lines += [
+        *_grid(summary["per_seed"], spec),
         "",
-        f"Target {tgt['metric']} <= {tgt['threshold']}: {tgt['value']} "
-        f"({'met' if tgt['met'] else 'missed'}; met on {tgt['seeds_met']} of "
-        f"{len(summary['per_seed'])} seeds).",
+        f"Target {tgt['metric']} <= {tgt['threshold']}: {tgt['value']} ({_verdict(tgt)}; met on "
+        f"{tgt['seeds_met']} of {len(summary['per_seed'])} seeds).",
     ]
     if held:
         th = summary["target_heldout"]
         lines.append(
             f"Held-out digits, excess over the real level, median of the "
             f"{th['seeds_defined']} seeds where it is defined: {th['value']} "
-            f"({'met' if th['met'] else 'missed'} at <= {th['threshold']})."
+            f"({_verdict(th)} at <= {th['threshold']})."
         )
-    lines.append("")
-    return "\n".join(lines)
+    return "\n".join([*lines, ""])
 
 
 def parse_overrides(items: list[str]) -> dict:

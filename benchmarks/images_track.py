@@ -1,17 +1,13 @@
 """One-step quality of MMF along training, on the digits benchmark's model.
 
-Trains the MMF side of ``benchmarks/images.py`` (same suite sizes and overrides) and, every
-``--every`` optimizer steps, scores 1000 one-step samples of the EMA model by the Fréchet distance
-in the in-project digit classifier's features (fixed noise and labels, so the points are
-comparable). Shows whether one-step quality still improves, plateaus or drifts late in training.
+Trains the MMF side of ``benchmarks/images.py`` (same tiers and ``--set`` overrides) and every
+``--every`` steps scores 1000 one-step samples of the EMA model (fixed noise and labels) by the
+Fréchet distance in the digit classifier's features; ``--ema`` also scores further weight
+averages of the same run.
 
 Usage:
     python benchmarks/images_track.py --budget 600 --steps 12000 --out runs/images_track.json
-    python benchmarks/images_track.py --set jvp_backend=auto --budget 600 --steps 8000
     python benchmarks/images_track.py --ema 0.999 0.9995 --budget 240 --steps 6800
-
-``--ema`` keeps further weight averages of the same run (warmed up like the trainer's) and
-scores each at the same points, so one run compares averaging horizons.
 """
 
 from __future__ import annotations

@@ -1,25 +1,11 @@
 """ODE benchmark: one-step MMF against the solver, flow matching, regression and classic baselines.
 
-Two settings:
-
-- **Van der Pol, conditional** (condition = initial state and mu, target = the trajectory). MMF is
-  trained first; flow matching (same backbone, Euler sampling), the deterministic regressor (same
-  backbone) and the neural ODE then get the same wall-clock training time: a short calibration
-  measures seconds per optimizer step of each objective and sets its step count, and a callback
-  stops any run that overshoots. Nearest neighbour in (standardised) conditioning space needs no
-  training. Relative L2 per trajectory against dopri5 (median, p90) and sampling time per batch
-  (median of 3) are reported.
-- **Lorenz-63, unconditional** on its attractor: per-time-marginal sliced Wasserstein distance of
-  the generated ensemble against the solver's, divided by the floor measured between two
-  independent solver ensembles of the same size.
-
-Targets (Van der Pol, 1-step MMF): rel-L2 <= 0.5x nearest neighbour, <= 1.25x 50-step FM, <= 2x
-regression; 1-step sampling >= 30x faster than 50-step FM.
-
-Settings: the library's recipes (``meanflow_sci.RECIPES``), ``"trajectory_map"`` for Van der Pol
-and ``"trajectory_ensemble"`` for Lorenz-63, plus a small table of sizes per tier (:data:`SUITES`);
-flow matching and regression are the same recipe with another objective. Measurements behind
-these settings: ``benchmarks/NOTES.md``, "ODE".
+Van der Pol conditional on (x0, mu): MMF trains first, flow matching, regression and a neural ODE
+then get the same wall time, nearest neighbour needs none; rel L2 against dopri5 and sampling
+time are reported. Lorenz-63 on its attractor, unconditional: sliced Wasserstein of the ensemble
+against the solver's, over the floor of two solver ensembles. Targets: :data:`TARGETS`; settings:
+the ``"trajectory_map"`` and ``"trajectory_ensemble"`` recipes plus the tiers of :data:`SUITES`
+(``benchmarks/README.md`` and ``benchmarks/NOTES.md``, "ODE").
 
 Usage:
     python benchmarks/ode.py                  # standard suite (5-8 minutes on 2 CPU cores)
@@ -44,13 +30,14 @@ from meanflow_sci.tasks import ode
 
 try:
     from benchmarks.budget import TimeLimit, seconds_per_step, steps_for
-    from benchmarks.common import check_suite, machine_info, rows_md
+    from benchmarks.common import check_suite, machine_info, median_times, pyplot, rows_md
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/<name>.py
     from budget import TimeLimit, seconds_per_step, steps_for
-    from common import check_suite, machine_info, rows_md
+    from common import check_suite, machine_info, median_times, pyplot, rows_md
     from report import write_results
 
+# Van der Pol, 1-step MMF: rel L2 over each baseline's (at most), sampling speed-up (at least).
 TARGETS = {
     "mmf1_over_nn": 0.5,
     "mmf1_over_fm50": 1.25,
@@ -71,34 +58,20 @@ class SuiteConfig:
     train: dict = field(default_factory=dict)
     calib_steps: int = 20
     fm_steps_eval: tuple[int, ...] = (1, 10, 50)
-    neural_ode: bool = True
-    lorenz: bool = True
 
 
 SUITES = {
-    "smoke": SuiteConfig(
-        n_train=64,
-        n_test=16,
-        mmf_steps=6,
-        lorenz_steps=4,
-        backbone={"hidden": 32, "depth": 1},  # plumbing only: a tiny network
-        train={"batch_size": 32},
-        calib_steps=3,
-        fm_steps_eval=(1, 50),
-    ),
+    # Plumbing only: a tiny network.
+    "smoke": SuiteConfig(n_train=64, n_test=16, mmf_steps=6, lorenz_steps=4, calib_steps=3,
+                         backbone={"hidden": 32, "depth": 1}, train={"batch_size": 32},
+                         fm_steps_eval=(1, 50)),
     # quick: the suite's share of about 15 minutes; standard: the sizes behind the issue targets.
     "quick": SuiteConfig(n_train=1000, n_test=128, mmf_steps=600, lorenz_steps=400),
     "standard": SuiteConfig(n_train=2000, n_test=256, mmf_steps=1500, lorenz_steps=1000),
     # GPU scale: a deeper network and a longer weight average for the longer run.
-    "full": SuiteConfig(
-        n_train=4000,
-        n_test=512,
-        mmf_steps=6000,
-        lorenz_steps=4000,
-        backbone={"depth": 3},
-        train={"ema_decay": 0.999},
-    ),
-}
+    "full": SuiteConfig(n_train=4000, n_test=512, mmf_steps=6000, lorenz_steps=4000,
+                        backbone={"depth": 3}, train={"ema_decay": 0.999}),
+}  # fmt: skip
 # Lorenz-63 differs from "trajectory_ensemble" in its output: the data estimate ("x") gave
 # SW / floor 1.17-1.52 against 1.57-1.68 with "u" at 1000 steps, seeds 0-3 (NOTES.md, "ODE").
 LORENZ_BACKBONE = {"prediction": "x"}
@@ -120,26 +93,11 @@ def _fit(data, cond, recipe: Recipe, device: str, seed: int, budget_s: float | N
 
 
 def solver_time_s(ds, repeats: int = 3) -> float:
-    """Median seconds of one batched torchdiffeq solve of every trajectory in ``ds``, from its own
-    initial states and parameters, with the method and tolerances that made it (the reference
-    the generators are measured against)."""
-    x0 = torch.as_tensor(ds["x0"].values)
-    params = torch.as_tensor(ds["params"].values)
-    grid = torch.as_tensor(ds["time"].values)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        ode.integrate(
-            ds.attrs["system"],
-            x0,
-            params,
-            grid,
-            method=ds.attrs["method"],
-            rtol=ds.attrs["rtol"],
-            atol=ds.attrs["atol"],
-        )
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    """Median seconds of one batched solve of every trajectory in ``ds`` (the reference), with the
+    method and tolerances that made it."""
+    a, inputs = ds.attrs, [torch.as_tensor(ds[k].values) for k in ("x0", "params", "time")]
+    opts = {"method": a["method"], "rtol": a["rtol"], "atol": a["atol"]}
+    return median_times({0: lambda: ode.integrate(a["system"], *inputs, **opts)}, repeats, 0)[0]
 
 
 def _solver_row(ds, **extra: Any) -> dict:
@@ -197,18 +155,13 @@ def van_der_pol_conditional(cfg: SuiteConfig, device: str, seed: int) -> dict:
     results["regression"] = ode.evaluate(reg, test, **ev)
     rows.append(_row("regression", 1, results["regression"], reg.train_time_s, reg.steps_trained))
 
-    if cfg.neural_ode:
-        node = ode.fit_neural_ode(train, time_budget_s=budget, max_steps=100_000, seed=seed)
-        results["neural_ode"] = ode.evaluate(node, test, **ev)
-        rows.append(
-            _row(
-                "neural ODE (RK4)",
-                4 * (test.sizes["time"] - 1),
-                results["neural_ode"],
-                node.train_time_s,
-                node.history[-1]["step"] if node.history else 0,
-            )
-        )
+    node = ode.fit_neural_ode(train, time_budget_s=budget, max_steps=100_000, seed=seed)
+    results["neural_ode"] = ode.evaluate(node, test, **ev)
+    node_steps = node.history[-1]["step"] if node.history else 0
+    rk4_nfe = 4 * (test.sizes["time"] - 1)
+    rows.append(
+        _row("neural ODE (RK4)", rk4_nfe, results["neural_ode"], node.train_time_s, node_steps)
+    )
 
     nn_model = ode.NearestNeighbour(train)
     results["nearest_neighbour"] = ode.evaluate(nn_model, test, **ev)
@@ -256,46 +209,36 @@ def lorenz_unconditional(cfg: SuiteConfig, device: str, seed: int) -> dict:
     data, _ = ode.fit_inputs(train, "unconditional")
     recipe = _recipe(cfg, "trajectory_ensemble", cfg.lorenz_steps)
     model = _fit(data, None, recipe, device, seed)
-    rows = [
-        {
-            "method": "solver vs solver (floor)",
-            "NFE": "-",
-            "sw_mean": floor["sw_mean"],
-            "sw_over_floor": 1.0,
-            "mmd_mean": floor["mmd_mean"],
+
+    def sw_row(method: str, nfe: Any, res: dict, **extra: Any) -> dict:
+        sw, mmd = res["sw_mean"], res["mmd_mean"]
+        over = sw / floor["sw_mean"]
+        return {
+            "method": method,
+            "NFE": nfe,
+            "sw_mean": sw,
+            "sw_over_floor": over,
+            "mmd_mean": mmd,
+            **extra,
         }
-    ]
-    results = {}
+
+    rows = [sw_row("solver vs solver (floor)", "-", floor)]
     for k in (1, 2):
         res = ode.evaluate(
             model, test, steps=k, setting="unconditional", seed=seed, timing_repeats=3
         )
-        results[k] = res
         rows.append(
-            {
-                "method": "MMF",
-                "NFE": k,
-                "sw_mean": res["sw_mean"],
-                "sw_over_floor": res["sw_mean"] / floor["sw_mean"],
-                "mmd_mean": res["mmd_mean"],
-                "reintegration_rel_l2": res.get("reintegration_rel_l2_median"),
-                "sample_ms": 1e3 * res["sample_time_s"],
-            }
+            sw_row(
+                "MMF",
+                k,
+                res,
+                reintegration_rel_l2=res.get("reintegration_rel_l2_median"),
+                sample_ms=1e3 * res["sample_time_s"],
+            )
         )
-    memo = ode.evaluate(
-        ode.NearestNeighbour(train, setting="unconditional"),
-        test,
-        setting="unconditional",
-        seed=seed,
-    )
+    memo = ode.NearestNeighbour(train, setting="unconditional")
     rows.append(
-        {
-            "method": "training set draw",
-            "NFE": 0,
-            "sw_mean": memo["sw_mean"],
-            "sw_over_floor": memo["sw_mean"] / floor["sw_mean"],
-            "mmd_mean": memo["mmd_mean"],
-        }
+        sw_row("training set draw", 0, ode.evaluate(memo, test, setting="unconditional", seed=seed))
     )
     # The ensemble from its initial states on the attractor (the burn-in that found them is not
     # counted).
@@ -314,13 +257,8 @@ def lorenz_unconditional(cfg: SuiteConfig, device: str, seed: int) -> dict:
     }
 
 
-def _plots(out: Path, vdp: dict, lorenz: dict | None) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
+def _plots(out: Path, vdp: dict, lorenz: dict) -> list[str]:
+    plt = pyplot()
     test = vdp["test"]
     cond = ode.condition_of(test)[:4]
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
@@ -333,67 +271,52 @@ def _plots(out: Path, vdp: dict, lorenz: dict | None) -> list[str]:
         ax.plot(test["x"].values[i, :, 0], test["x"].values[i, :, 1], "k", lw=0.8, label="dopri5")
         ax.set_title(f"mu={float(test['params'].values[i, 0]):.2f}")
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "van_der_pol_phase.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    written.append(str(path))
-    if lorenz is not None:
-        gen = np.asarray(lorenz["model"].sample(64, steps=1, seed=0))
-        ref = lorenz["test"]["x"].values[:64]
-        fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-        for ax, traj, title in ((axes[0], ref, "dopri5"), (axes[1], gen, "MMF, 1 step")):
-            for tr in traj:
-                ax.plot(tr[:, 0], tr[:, 2], lw=0.6)
-            ax.set_title(f"Lorenz-63 (x, z): {title}")
+    figures = [(fig, "van_der_pol_phase.png")]
+    gen = np.asarray(lorenz["model"].sample(64, steps=1, seed=0))
+    ref = lorenz["test"]["x"].values[:64]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, traj, title in ((axes[0], ref, "dopri5"), (axes[1], gen, "MMF, 1 step")):
+        for tr in traj:
+            ax.plot(tr[:, 0], tr[:, 2], lw=0.6)
+        ax.set_title(f"Lorenz-63 (x, z): {title}")
+    figures.append((fig, "lorenz_phase.png"))
+    for fig, name in figures:
         fig.tight_layout()
-        path = out / "lorenz_phase.png"
-        fig.savefig(path, dpi=90)
+        fig.savefig(out / name, dpi=90)
         plt.close(fig)
-        written.append(str(path))
-    return written
+    return [str(out / name) for _, name in figures]
 
 
 def run(
     suite: str = "quick", device: str = "auto", out: str | Path | None = None, seed: int = 0
 ) -> dict:
-    """Run the ODE benchmark; return JSON-able results (tables as lists of rows).
-
-    Args:
-        suite: ``"smoke"`` (seconds), ``"quick"`` (about 3 CPU minutes), ``"standard"`` (the
-            sizes of the targets, 5-8 CPU minutes) or ``"full"``.
-        device: passed to ``fit``.
-        out: folder for ``results.json``, ``results.md`` and plots (nothing written when None).
-        seed: data and training seed.
-    """
+    """Run the ODE benchmark; return JSON-able results (tables as lists of rows) and, with
+    ``out``, write ``results.json``, ``results.md`` and the plots there."""
     cfg = check_suite(suite, SUITES)
     start = time.perf_counter()
     vdp = van_der_pol_conditional(cfg, device, seed)
-    lorenz = lorenz_unconditional(cfg, device, seed) if cfg.lorenz else None
+    lorenz = lorenz_unconditional(cfg, device, seed)
     tables = [
         {
             "name": "ode_van_der_pol_conditional",
             "title": "Van der Pol, conditional on (x0, mu): relative L2 against dopri5 "
             "(same backbone and wall-clock training time)",
             "rows": vdp["rows"],
-        }
+        },
+        {
+            "name": "ode_lorenz_unconditional",
+            "title": "Lorenz-63 on its attractor, unconditional: per-time sliced Wasserstein "
+            "against the solver, and its ratio to the floor of two solver ensembles",
+            "rows": lorenz["rows"],
+        },
     ]
-    if lorenz is not None:
-        tables.append(
-            {
-                "name": "ode_lorenz_unconditional",
-                "title": "Lorenz-63 on its attractor, unconditional: per-time sliced Wasserstein "
-                "against the solver, and its ratio to the floor of two solver ensembles",
-                "rows": lorenz["rows"],
-            }
-        )
     result = {
         "benchmark": "ode",
         "suite": suite,
         "config": asdict(cfg),
         "recipe": {
             "van_der_pol": vdp["models"]["mmf"].recipe.to_dict(),
-            "lorenz": None if lorenz is None else lorenz["model"].recipe.to_dict(),
+            "lorenz": lorenz["model"].recipe.to_dict(),
         },
         "tables": tables,
         "ratios": vdp["ratios"],
@@ -403,13 +326,7 @@ def run(
         "mmf_history_last": {
             k: v for k, v in vdp["mmf_history_last"].items() if isinstance(v, (int, float, str))
         },
-        "lorenz": None
-        if lorenz is None
-        else {
-            "train_s": lorenz["train_s"],
-            "steps": lorenz["steps"],
-            "sw_floor": lorenz["sw_floor"],
-        },
+        "lorenz": {k: lorenz[k] for k in ("train_s", "steps", "sw_floor")},
         "machine": machine_info(device),
         "wall_s": round(time.perf_counter() - start, 1),
     }

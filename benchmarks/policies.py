@@ -1,14 +1,8 @@
 """The control benchmark's driver: one-step MMF policies against baselines, same data and backbone.
 
-:data:`METHODS` names what is compared. Methods sharing an objective and a policy kind share one
-fitted network (flow matching is fitted once and sampled with 1, 10 and 100 Euler steps; the
-100-step sampler stands in for diffusion policy's 100-step DDPM sampler):
-
-- ``"mmf-1"``: Modular MeanFlow action chunks, one network evaluation per decision.
-- ``"bc"``: behaviour cloning, deterministic regression of the chunk (one evaluation).
-- ``"fm-1"``, ``"fm-10"``, ``"fm-100"``: flow matching with 1, 10, 100 Euler steps.
-- ``"mmf-traj-1"``: Diffuser-style state-action trajectories from the start state, one step,
-  actions replayed.
+:data:`METHODS` names what is compared; methods sharing an objective and a policy kind share one
+fitted network (flow matching is fitted once and sampled with 1, 10 and 100 Euler steps, the
+100-step sampler standing in for diffusion policy's DDPM sampler).
 
 Example:
     >>> ds = collect("Reacher-v5", 200)
@@ -18,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,69 +89,45 @@ def compare(
     progress: bool = False,
     log: Any = None,
 ) -> dict:
-    """Fit each method on ``dataset`` and evaluate it closed loop on the same seeds.
+    """Fit each method of :data:`METHODS` on ``dataset`` (from ``collect``) and evaluate it
+    closed loop on the same seeds (``eval_seed + i``).
 
-    Args:
-        dataset: From ``collect`` (its ``env_id`` attribute and ``env_kwargs`` are used).
-        methods: Names in :data:`METHODS`.
-        train, backbone, device, seed: Passed to ``train_policy`` (changes to the ``"policy"``
-            recipe, e.g. ``train={"max_steps": 1000}``).
-        horizon, n_obs_steps, n_action_steps: Chunk layout (trajectories condition on 1 obs).
-        eval_episodes: Evaluation episodes per method (seeds ``eval_seed + i``).
-        max_steps: Step limit of evaluation episodes (default: the env's).
-        expert_episodes: Episodes for the expert's own row (default ``eval_episodes``); with an
-            MPPI expert the normalisation uses the dataset's returns instead.
-        latency_probes: Batch-1 decisions timed per method.
-        record_episodes: Observation sequences kept per method for plots.
-        progress: Progress bars.
-        log: ``print``-like callable for progress lines (None: silent).
+    ``train``, ``backbone``, ``device`` and ``seed`` go to ``train_policy`` (changes to the
+    ``"policy"`` recipe); ``horizon``, ``n_obs_steps``, ``n_action_steps`` lay out the chunks
+    (trajectories condition on one observation); ``max_steps`` limits evaluation episodes;
+    ``expert_episodes`` (default ``eval_episodes``) are the expert's own (with an MPPI expert the
+    normalisation uses the dataset's returns); ``latency_probes`` batch-1 decisions are timed and
+    ``record_episodes`` observation sequences kept per method; ``log`` is a ``print``-like
+    callable for progress lines.
 
-    Returns:
-        JSON-able dict with ``env_id``, ``config``, ``reference``, ``expert`` (its evaluation),
-        ``methods`` ({name: evaluation + ``nfe``, ``train_time_s``, ``final_mse``,
-        ``branches`` on Reacher-like envs}).
+    Returns a JSON-able dict with ``env_id``, ``config``, ``reference``, ``expert`` (its
+    evaluation) and ``methods`` ({name: evaluation + ``nfe``, ``train_time_s``, ``final_mse``,
+    ``branches`` on Reacher-like environments}).
     """
     check_dataset(dataset)
     for m in methods:
         check_choice("methods", m, METHODS)
     env_id = str(dataset.attrs.get("env_id", ""))
-    import json
-
     env_kwargs = json.loads(dataset.attrs.get("env_kwargs", "{}"))
     say = log or (lambda *a, **k: None)
     n_exp = expert_episodes or eval_episodes
     expert_name = str(dataset.attrs.get("expert", "auto"))
-    limit_kw = {"max_steps": max_steps}
+    episode_kw = {"seed": eval_seed, "max_steps": max_steps, **env_kwargs}
     if expert_name == "mppi":
         # MPPI costs ~0.1 s per step: normalise by the dataset, time the expert on one episode.
         reference: Any = dataset
-        expert_eval = evaluate(
-            "mppi",
-            env_id,
-            n_episodes=1,
-            seed=eval_seed,
-            reference=dataset,
-            **limit_kw,
-            **env_kwargs,
-        )
+        expert_eval = evaluate("mppi", env_id, n_episodes=1, reference=dataset, **episode_kw)
     else:
         reference = reference_returns(
-            env_id,
-            n_episodes=eval_episodes,
-            seed=eval_seed,
-            expert=expert_name,
-            **limit_kw,
-            **env_kwargs,
+            env_id, n_episodes=eval_episodes, expert=expert_name, **episode_kw
         )
         expert_eval = evaluate(
             expert_name,
             env_id,
             n_episodes=n_exp,
-            seed=eval_seed,
             reference=reference,
             record_episodes=record_episodes,
-            **limit_kw,
-            **env_kwargs,
+            **episode_kw,
         )
     say(
         f"expert {expert_name}: return {expert_eval['mean_return']:.2f}, "
@@ -191,13 +162,11 @@ def compare(
             policy,
             env_id,
             n_episodes=eval_episodes,
-            seed=eval_seed,
             reference=reference,
             latency_probes=latency_probes,
             record_episodes=record_episodes,
             progress=progress,
-            **limit_kw,
-            **env_kwargs,
+            **episode_kw,
         )
         hist = pol.model.history
         res.update(

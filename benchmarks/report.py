@@ -1,17 +1,9 @@
 """Tables and plots of a suite run: ``results.md`` and the PNG figures.
 
-Task results are dicts; their tables are found as follows (first match wins):
-
-1. ``result["tables"]``: a list of ``{"name", "title", "columns", "rows", ...}`` (speed, claims,
-   and any task module that provides them).
-2. ``result["methods"]``: a dict ``method -> metrics`` (the images benchmark), one row each.
-3. Otherwise every list of dicts and every dict of dicts at the top level becomes a table, and
-   the top-level scalars one "summary" table.
-
-Plots read ``curves`` (claims), ``methods`` (images), ``latency`` (speed) and, from any task,
-the optional keys ``quality_vs_nfe`` / ``quality_vs_time`` (``{label: [{"nfe" or "train_s":
-x, "value": y}, ...]}``, with a ``metric`` name beside them) and ``loss_curves`` (``{label:
-[[step, loss], ...]}``).
+A task result's tables are ``result["tables"]`` (speed, claims, ode, control), else one row per
+entry of ``result["methods"]`` (images), else every list or dict of dicts at its top level and one
+"summary" table of its scalars. Plots read ``curves`` (claims), ``methods`` (images), ``latency``
+(speed) and the NFE column of the other tables.
 """
 
 from __future__ import annotations
@@ -21,6 +13,11 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+
+try:
+    from benchmarks.common import columns_of, pyplot
+except ModuleNotFoundError:  # run as a script's sibling: python benchmarks/<name>.py
+    from common import columns_of, pyplot
 
 __all__ = ["collect_tables", "markdown", "table_markdown", "write_plots", "write_results"]
 
@@ -63,10 +60,7 @@ def _rows_table(name: str, task: str, title: str, rows: list[dict]) -> dict | No
     rows = [r for r in rows if r]
     if not rows:
         return None
-    columns: list[str] = []
-    for r in rows:
-        columns.extend(k for k in r if k not in columns)
-    return {"name": name, "task": task, "title": title, "columns": columns, "rows": rows}
+    return {"name": name, "task": task, "title": title, "columns": columns_of(rows), "rows": rows}
 
 
 def _generic_tables(task: str, result: dict) -> list[dict]:
@@ -129,8 +123,7 @@ def collect_tables(record: dict) -> list[dict]:
                     t.setdefault("task", task)
                     t.setdefault("name", f"{task}_{len(found)}")
                     t.setdefault("title", t["name"])
-                    if not t.get("columns"):
-                        t["columns"] = list(dict.fromkeys(k for r in t["rows"] for k in r))
+                    t["columns"] = t.get("columns") or columns_of(t["rows"])
                     found.append(t)
             tables.extend(found)
             tables.extend(_generic_tables(task, extra))
@@ -231,45 +224,18 @@ def markdown(record: dict) -> str:
 # -- plots -----------------------------------------------------------------------------------------
 
 
-def _series_from(result: dict, key: str, x_key: str) -> tuple[dict[str, list], str]:
-    """``{label: [(x, y), ...]}`` and the metric name from a task's optional plot key."""
-    data = result.get(key)
-    series: dict[str, list] = {}
-    if isinstance(data, dict):
-        for label, pts in data.items():
-            if isinstance(pts, list):
-                xy = [
-                    (p.get(x_key), p.get("value"))
-                    for p in pts
-                    if isinstance(p, dict) and p.get(x_key) is not None
-                ]
-                xy = [(x, y) for x, y in xy if isinstance(y, (int, float))]
-                if xy:
-                    series[str(label)] = xy
-    return series, str(result.get(f"{key}_metric") or result.get("metric") or "quality")
-
-
 def _panels(record: dict, kind: str) -> list[tuple[str, str, str, dict[str, list]]]:
     """(title, x label, y label, series) panels for "nfe" or "time"."""
     panels = []
     results = {t: e["result"] for t, e in record["results"].items() if e["status"] == "ok"}
-    claims = results.get("claims")
-    if claims:
-        curves = claims.get("curves", {})
-        if kind == "nfe" and curves.get("ode_quality_vs_nfe"):
-            s = {
-                k: [(p["nfe"], p["rel_l2"]) for p in v if p.get("rel_l2") is not None]
-                for k, v in curves["ode_quality_vs_nfe"].items()
-            }
-            panels.append(("claims: ODE (Van der Pol)", "NFE", "median rel L2", s))
-        if kind == "time" and curves.get("ode_quality_vs_time"):
-            s = {
-                k: [(p["train_s"], p["rel_l2"]) for p in v if p.get("rel_l2") is not None]
-                for k, v in curves["ode_quality_vs_time"].items()
-            }
-            panels.append(
-                ("claims: ODE (Van der Pol)", "training wall clock (s)", "median rel L2", s)
-            )
+    x_key, x_label = ("nfe", "NFE") if kind == "nfe" else ("train_s", "training wall clock (s)")
+    curves = (results.get("claims") or {}).get("curves", {}).get(f"ode_quality_vs_{kind}")
+    if curves:
+        s = {
+            k: [(p[x_key], p["rel_l2"]) for p in v if p.get("rel_l2") is not None]
+            for k, v in curves.items()
+        }
+        panels.append(("claims: ODE (Van der Pol)", x_label, "median rel L2", s))
     images = results.get("images")
     if images and isinstance(images.get("methods"), dict):
         s: dict[str, list] = {}
@@ -283,16 +249,9 @@ def _panels(record: dict, kind: str) -> list[tuple[str, str, str, dict[str, list
             if kind == "time" and r.get("train_time_s") is not None:
                 s.setdefault(f"{name}", []).append((r["train_time_s"], fd))
         if s:
-            x = "NFE" if kind == "nfe" else "training wall clock (s)"
-            panels.append(("images: digits", x, "Fréchet distance", s))
+            panels.append(("images: digits", x_label, "Fréchet distance", s))
     if kind == "nfe":
         panels.extend(_table_panels(record))
-    for task, res in results.items():
-        key, x_key = ("quality_vs_nfe", "nfe") if kind == "nfe" else ("quality_vs_time", "train_s")
-        series, metric = _series_from(res, key, x_key)
-        if series:
-            x = "NFE" if kind == "nfe" else "training wall clock (s)"
-            panels.append((task, x, metric, series))
     return panels
 
 
@@ -333,16 +292,6 @@ def _table_panels(record: dict) -> list[tuple[str, str, str, dict[str, list]]]:
     return panels
 
 
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _style(ax, title: str, xlabel: str, ylabel: str | None = None, legend: int = 8) -> None:
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
@@ -355,16 +304,15 @@ def _style(ax, title: str, xlabel: str, ylabel: str | None = None, legend: int =
 def _save(fig, path: Path) -> bool:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return True
 
 
 def _plot_panels(panels, path: Path, logx: bool) -> bool:
-    plt = _pyplot()
     panels = [p for p in panels if any(p[3].values())]
     if not panels:
         return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
     for ax, (title, xl, yl, series) in zip(axes[0], panels):
         for label, pts in series.items():
             pts = sorted(pts)
@@ -383,14 +331,13 @@ def _plot_losses(record: dict, path: Path) -> bool:
         res = entry.get("result")
         if entry["status"] != "ok" or not isinstance(res, dict):
             continue
-        curves = res.get("loss_curves") or (res.get("curves") or {}).get("loss_curves") or {}
-        for label, pts in curves.items():
+        for label, pts in (res.get("curves") or {}).get("loss_curves", {}).items():
             if isinstance(pts, list) and pts:
                 group = f"{task}: {label.split(' ')[0]}" if task == "claims" else task
                 groups.setdefault(group, {})[label] = pts
     if not groups:
         return False
-    fig, axes = _pyplot().subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
     for ax, (title, series) in zip(axes[0], groups.items()):
         for label, pts in series.items():
             xs = [p[0] for p in pts if p[1] is not None]
@@ -414,7 +361,7 @@ def _plot_latency(record: dict, path: Path) -> bool:
     series: dict[str, list] = {}
     for r in speed["result"]["latency"]:
         series.setdefault(f"{r['backbone']} {r['method']}", []).append((r["nfe"], r["ms"]))
-    fig, ax = _pyplot().subplots(figsize=(5.5, 4))
+    fig, ax = pyplot().subplots(figsize=(5.5, 4))
     for label, pts in series.items():
         pts = sorted(pts)
         ls = "-" if label.endswith("MMF") else "--"
@@ -427,14 +374,10 @@ def _plot_latency(record: dict, path: Path) -> bool:
 
 def write_plots(record: dict, out: str | Path) -> list[str]:
     """Write the PNG plots into ``out``; return their file names (only those with data)."""
-    out = Path(out)
-    written = []
-    if _plot_panels(_panels(record, "nfe"), out / "quality_vs_nfe.png", logx=True):
-        written.append("quality_vs_nfe.png")
-    if _plot_panels(_panels(record, "time"), out / "quality_vs_time.png", logx=False):
-        written.append("quality_vs_time.png")
-    if _plot_losses(record, out / "loss_curves.png"):
-        written.append("loss_curves.png")
-    if _plot_latency(record, out / "sampling_latency.png"):
-        written.append("sampling_latency.png")
-    return written
+    plots = {
+        "quality_vs_nfe.png": lambda path: _plot_panels(_panels(record, "nfe"), path, logx=True),
+        "quality_vs_time.png": lambda path: _plot_panels(_panels(record, "time"), path, logx=False),
+        "loss_curves.png": lambda path: _plot_losses(record, path),
+        "sampling_latency.png": lambda path: _plot_latency(record, path),
+    }
+    return [name for name, plot in plots.items() if plot(Path(out) / name)]

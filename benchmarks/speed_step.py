@@ -1,11 +1,9 @@
 """Training-step and sampling cost of MMF against flow matching, per backbone (the ``speed`` task).
 
-For each backbone at a small and a medium size: the median time of a flow-matching step, of an
-MMF step at λ = 0, 0.5 and 1, their ratios, the λ = 0 ratio with plain ``torch.func.jvp`` and
-PyTorch's own forward-mode formulas (the straightforward implementation), the λ = 0 ratio with
-``jvp_backend="fd"`` (a finite difference instead of the JVP), and one-step sampling over a bare
-forward. All timings of one row come from the same process, interleaved, so the ratios are fair.
-The suite's task (:func:`run`) adds the sampling latency of one batch against NFE.
+Per backbone and size: median times of a flow-matching step, an MMF step at λ = 0, 0.5 and 1
+(also λ = 0 with plain ``torch.func.jvp`` and with ``jvp_backend="fd"``) and a one-step sample
+over a bare forward, interleaved in one process so the ratios are fair; the task adds the
+sampling latency of one batch against NFE.
 
 Usage:
     python benchmarks/speed_step.py [--repeats 15] [--threads 2] [--ratio 0.25] [--json OUT]
@@ -16,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -29,9 +26,9 @@ from meanflow_sci.nn import build_backbone
 from meanflow_sci.nn.layers import set_lean_jvp
 
 try:
-    from benchmarks.common import check_suite, machine_info
+    from benchmarks.common import check_suite, columns_of, machine_info, median_times, rows_md
 except ModuleNotFoundError:  # run as a script: python benchmarks/speed_step.py
-    from common import check_suite, machine_info
+    from common import check_suite, columns_of, machine_info, median_times, rows_md
 
 # name, size, backbone kwargs, sample shape, batch
 CASES = [
@@ -42,14 +39,9 @@ CASES = [
     ("transformer", "small", {"channels": 4, "width": 64, "depth": 2, "heads": 4}, (16, 4), 64),
     ("transformer", "medium", {"channels": 8, "width": 128, "depth": 4, "heads": 4}, (32, 8), 128),
     ("unet2d", "small", {"in_channels": 1, "base": 16, "channel_mults": (1, 2)}, (1, 8, 8), 64),
-    (
-        "unet2d",
-        "medium",
-        {"in_channels": 3, "base": 32, "channel_mults": (1, 2, 2)},
-        (3, 16, 16),
-        32,
-    ),
-]
+    ("unet2d", "medium", {"in_channels": 3, "base": 32, "channel_mults": (1, 2, 2)}, (3, 16, 16),
+     32),
+]  # fmt: skip
 SPEED_CASES: dict[str, list[tuple]] = {
     "tiny": [
         ("mlp", "tiny", {"dim": 8, "hidden": 32, "depth": 1}, (8,), 16),
@@ -78,20 +70,6 @@ SUITES = {
     "standard": SpeedConfig(cases="small", repeats=7, nfe=_NFE, latency_repeats=5),
     "full": SpeedConfig(cases="all", repeats=15, nfe=_NFE, latency_repeats=15),
 }
-
-
-def _median_times(fns: dict[tuple | str, Callable[[], None]], repeats: int) -> dict:
-    """Median wall time of each function, calls interleaved so drift hits all alike."""
-    for fn in fns.values():  # warm-up (the first JVP compiles helpers)
-        fn()
-        fn()
-    times: dict = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _case_row(case: tuple, repeats: int, ratio: float) -> dict:
@@ -131,7 +109,7 @@ def _case_row(case: tuple, repeats: int, ratio: float) -> dict:
 
     fns["forward"] = forward
     fns["sample_1step"] = lambda: sample(model, noise, steps=1)
-    t = _median_times(fns, repeats)
+    t = median_times(fns, repeats)
     return {
         "backbone": name,
         "size": size,
@@ -185,7 +163,7 @@ def _latency(case: tuple, nfes: Sequence[int], repeats: int, device: torch.devic
     fns = {
         (label, k): fn(mode, k) for mode, label in (("mean", "MMF"), ("flow", "FM")) for k in nfes
     }
-    med = _median_times(fns, repeats)
+    med = median_times(fns, repeats)
     return [
         {
             "backbone": f"{name} ({size})",
@@ -215,6 +193,17 @@ _STEP_COLUMNS = {
 }
 
 
+def _step_table(rows: list[dict]) -> list[dict]:
+    """Step-cost rows by the table's columns (times rounded to 3 digits, ratios to 2)."""
+    return [
+        {
+            **{k: r[k] for k in ("backbone", "size", "params", "batch")},
+            **{c: round(r[k], 3 if c.endswith("ms") else 2) for c, k in _STEP_COLUMNS.items()},
+        }
+        for r in rows
+    ]
+
+
 def run(
     suite: str = "quick", device: str = "auto", out: str | Path | None = None, seed: int = 0
 ) -> dict:
@@ -232,13 +221,7 @@ def run(
     if not step_rows:
         raise RuntimeError(f"every training-step case failed: {errors}")
     latency_rows = [r for case in cases for r in _latency(case, cfg.nfe, cfg.latency_repeats, dev)]
-    step_table = [
-        {
-            **{k: r[k] for k in ("backbone", "size", "params", "batch")},
-            **{c: round(r[k], 3 if c.endswith("ms") else 2) for c, k in _STEP_COLUMNS.items()},
-        }
-        for r in step_rows
-    ] + [{"backbone": k, "error": v} for k, v in errors.items()]
+    step_table = _step_table(step_rows) + [{"backbone": k, "error": v} for k, v in errors.items()]
     pivot: dict[tuple[str, str], dict] = {}
     for r in latency_rows:
         row = pivot.setdefault(
@@ -257,7 +240,7 @@ def run(
             "task": "speed",
             "title": f"Training-step cost, MMF against flow matching (CPU, "
             f"{torch.get_num_threads()} threads, median of {cfg.repeats}, ratios from one run)",
-            "columns": list(dict.fromkeys(k for r in step_table for k in r)),
+            "columns": columns_of(step_table),
             "rows": step_table,
         },
         {
@@ -282,17 +265,6 @@ def run(
     }
 
 
-def format_table(rows: list[dict]) -> str:
-    head = ["backbone", "size", "params", *_STEP_COLUMNS, "fwd ms", "1-step ms"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["backbone"], r["size"], f"{r['params']:,}"]
-        cells += [f"{r[k]:.2f}" for k in _STEP_COLUMNS.values()]
-        cells += [f"{r['forward_ms']:.3f}", f"{r['sample_1step_ms']:.3f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--repeats", type=int, default=15, help="timed repetitions per variant")
@@ -306,7 +278,11 @@ def main(argv=None) -> int:
     rows, errors = step_cost(a.repeats, a.ratio, cases)
     m = machine_info("cpu")
     print(f"torch {m['torch']}, {m['processor']}, {m['torch_threads']} threads, r != t {a.ratio}")
-    print(format_table(rows))
+    extra = [
+        {"fwd ms": round(r["forward_ms"], 3), "1-step ms": round(r["sample_1step_ms"], 3)}
+        for r in rows
+    ]
+    print(rows_md([{**t, **e} for t, e in zip(_step_table(rows), extra)]))
     for label, err in errors.items():
         print(f"{label}: {err}")
     if a.json:

@@ -1,18 +1,7 @@
-"""The benchmark suite driver: runs the task benchmarks, records the machine, writes the report.
-
-Tasks (the registry :data:`TASKS`; each a module with ``run(suite, device, out, seed)``):
-
-- ``images``, ``ode``, ``control``: the task benchmarks in ``benchmarks/images.py``,
-  ``benchmarks/ode.py`` and ``benchmarks/control.py``.
-- ``speed``: training-step cost of MMF (λ = 0, 0.5, 1) against flow matching per backbone and
-  sampling latency against NFE for MMF and FM (``benchmarks/speed_step.py``).
-- ``claims``: the paper's claims with verdicts (``benchmarks/claims.py``).
+"""The benchmark suite driver (``python -m benchmarks``): runs the task benchmarks of :data:`TASKS`,
+records the machine and writes ``results.json``, ``results.md`` and the plots.
 
 A task that is missing or raises is recorded as failed, with its error, and the run goes on.
-
-Example:
-    >>> from benchmarks.suite import run_suite
-    >>> results = run_suite("smoke", ["speed"], out="runs/bench_smoke")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -21,7 +10,6 @@ import argparse
 import datetime as _dt
 import importlib
 import inspect
-import math
 import sys
 import time
 import traceback
@@ -30,24 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from meanflow_sci.errors import InputError, check_choice
 
 try:
-    from benchmarks.common import git_commit, machine_info
+    from benchmarks.common import git_commit, jsonable, machine_info
 except ModuleNotFoundError:  # run as a script: python benchmarks/suite.py
-    from common import git_commit, machine_info
+    from common import git_commit, jsonable, machine_info
 
-__all__ = [
-    "SUITES",
-    "TASKS",
-    "DEFAULT_TASKS",
-    "ESTIMATED_S",
-    "SCHEMA",
-    "run_suite",
-    "parse_tasks",
-    "main",
-]
+__all__ = ["SUITES", "TASKS", "DEFAULT_TASKS", "ESTIMATED_S", "SCHEMA", "run_suite", "parse_tasks"]
+__all__ += ["main"]
 
 SCHEMA = "meanflow_sci.benchmarks/1"
 SUITES = ("smoke", "quick", "standard", "full")
@@ -75,9 +56,8 @@ def _import(module: str) -> Any:
 
 
 def _module_task(module: str, **extra: Any) -> Callable[..., dict]:
-    """A runner that imports ``benchmarks.<module>`` only when the task runs and calls its
-    ``run(suite, device=..., out=..., seed=..., **extra)``, leaving out the arguments it does not
-    take."""
+    """A runner that imports ``benchmarks.<module>`` when the task runs and calls its ``run``
+    with the arguments it takes of ``suite``, ``device``, ``out``, ``seed`` and ``extra``."""
 
     def runner(suite: str, device: str, out: Path, seed: int) -> dict:
         fn = getattr(_import(module), "run", None)
@@ -123,25 +103,6 @@ def parse_tasks(spec: str | Sequence[str]) -> list[str]:
 # -- the run ---------------------------------------------------------------------------------------
 
 
-def _sanitize(obj: Any) -> Any:
-    """Make ``obj`` strict JSON: NaN/inf become None, tensors and arrays become lists."""
-    if isinstance(obj, dict):
-        return {str(k): _sanitize(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_sanitize(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    if isinstance(obj, torch.Tensor):
-        return _sanitize(obj.detach().cpu().tolist())
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars
-        return _sanitize(obj.tolist())
-    if isinstance(obj, Path):
-        return str(obj)
-    return repr(obj)
-
-
 def run_suite(
     suite: str = "quick",
     tasks: str | Sequence[str] = DEFAULT_TASKS,
@@ -152,21 +113,11 @@ def run_suite(
     progress: bool = True,
     plots: bool = True,
 ) -> dict:
-    """Run the requested tasks and write ``results.json``, ``results.md`` and PNG plots.
+    """Run ``tasks`` (names from :data:`TASKS`, a list or comma-separated) at the ``suite`` sizes.
 
-    Args:
-        suite: "smoke" (seconds, plumbing), "quick" (about 15 minutes on 2 CPU cores; see the
-            README for measured times), "standard" (the sizes behind the issue targets, about an
-            hour on CPU) or "full" (GPU scale).
-        tasks: names from :data:`TASKS`, as a list or a comma-separated string.
-        device: passed to every task ("auto", "cpu", "cuda", ...).
-        out: output folder (created); task modules write their own files in ``out/<task>/``.
-        seed: base seed passed to every task.
-        progress: show a tqdm bar over the tasks with an elapsed/remaining estimate.
-        plots: write the PNG plots.
-
-    Returns:
-        The dict written to ``results.json``.
+    Each task writes its own files in ``out/<task>/``; ``results.json``, ``results.md`` and the
+    plots (unless ``plots=False``) go to ``out`` after every task. ``progress`` shows a bar over
+    the tasks with an estimate of the time left. Returns the dict written to ``results.json``.
     """
     check_choice("suite", suite, SUITES)
     names = parse_tasks(tasks)
@@ -187,20 +138,16 @@ def run_suite(
     }
     record["git_commit"] = record["git"]["commit"]
     estimates = {n: ESTIMATED_S[suite].get(n, 60.0) for n in names}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        # The bar counts estimated seconds, so tqdm's "remaining" is the estimate of the tasks
-        # left, rescaled by how fast the finished ones went against their estimates.
-        bar = tqdm(
-            total=sum(estimates.values()),
-            bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed} elapsed, ~{remaining} left]",
-            dynamic_ncols=True,
-        )
+    # The bar counts estimated seconds, so tqdm's "remaining" is the estimate of the tasks left,
+    # rescaled by how fast the finished ones went against their estimates.
+    bar = tqdm(
+        total=sum(estimates.values()),
+        bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed} elapsed, ~{remaining} left]",
+        dynamic_ncols=True,
+        disable=not progress,
+    )
     for i, name in enumerate(names):
-        if bar is not None:
-            bar.set_description_str(f"[{i + 1}/{len(names)}] {name}")
+        bar.set_description_str(f"[{i + 1}/{len(names)}] {name}")
         task_out = out / name
         task_out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -216,16 +163,13 @@ def run_suite(
             record["errors"].append({"task": name, "error": entry["error"]})
         entry["wall_s"] = round(time.perf_counter() - t0, 2)
         record["results"][name] = entry
-        if bar is not None:
-            bar.update(estimates[name])
-            bar.write(
-                f"{name}: {entry['status']} in {entry['wall_s']:.1f} s"
-                + (f" ({entry['error']})" if entry["error"] else "")
-            )
+        bar.update(estimates[name])
+        if progress:
+            error = f" ({entry['error']})" if entry["error"] else ""
+            bar.write(f"{name}: {entry['status']} in {entry['wall_s']:.1f} s{error}")
         # Written after every task, so a long run that is stopped keeps what it finished.
         final = _write(record, out, started, plots=plots)
-    if bar is not None:
-        bar.close()
+    bar.close()
     return final
 
 
@@ -236,7 +180,7 @@ def _write(record: dict, out: Path, started: float, *, plots: bool) -> dict:
     done["wall_s"] = round(time.perf_counter() - started, 1)
     done["timings_s"] = {n: e["wall_s"] for n, e in record["results"].items()}
     done["complete"] = len(record["results"]) == len(record["tasks_requested"])
-    done = _sanitize(done)
+    done = jsonable(done)
     done["tables"] = report.collect_tables(done)
     done["plots"] = report.write_plots(done, out) if plots else []
     report.write_results(out, "results", done, report.markdown(done), allow_nan=False)
@@ -293,13 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.threads is not None and args.threads < 1:
+        print(f"error: --threads: expected a positive integer, got {args.threads}", file=sys.stderr)
+        return 2
     if args.threads is not None:
-        if args.threads < 1:
-            print(
-                f"error: --threads: expected a positive integer, got {args.threads}",
-                file=sys.stderr,
-            )
-            return 2
         torch.set_num_threads(args.threads)
     record = run_suite(
         args.suite,
