@@ -345,14 +345,14 @@ def _train(
 def _fit_kwargs(cfg: ClaimsConfig, task: str, device: str) -> dict:
     """``fit`` arguments at the claims' sizes (each run brings its own objective): the
     ``"trajectory_map"`` recipe for the ODE task; for images ``fit_images`` with the
-    ``"images"`` recipe's UNet2D or the MLP on the flattened digits."""
+    ``"images"`` recipe's UNet2D, or ``fit`` with the ``"vectors"`` recipe's MLP on the
+    flattened digits."""
     p = "ode" if task == "ode" else "img"
     if task == "ode":
         kw: dict = {"recipe": "trajectory_map", "backbone": {"hidden": cfg.ode_hidden}}
         kw["backbone"]["depth"] = cfg.ode_depth
-    elif cfg.img_backbone == "mlp":
-        kw = {"num_classes": 10, "backbone": {"name": "mlp", "hidden": cfg.img_hidden}}
-        kw["backbone"]["depth"] = cfg.img_depth
+    elif cfg.img_backbone == "mlp":  # flattened digits as vectors (per-pixel normalisation)
+        kw = {"recipe": "vectors", "backbone": {"hidden": cfg.img_hidden, "depth": cfg.img_depth}}
     else:
         kw = {"num_classes": 10, "backbone": {"base": cfg.img_base, "channel_mults": (1, 2)}}
     steps = getattr(cfg, f"{p}_steps")
@@ -815,9 +815,10 @@ def run(
                     curves["ode_quality_vs_time"][label] = _time_curve(fitted, snaps, nfe, ode_d)
             keep_curve = first_seed and key in ("lam0", "lam0.5", "lam1", "linear", "fm")
         else:
-            data = img["data"]
+            x = img["data"].images
+            x = x.reshape(len(x), -1) if cfg.img_backbone == "mlp" else x
             fitted, rec, _ = _train(
-                data.images, data.labels, objective, fit_kw, seed=seed + s, tail_frac=cfg.tail_frac
+                x, img["data"].labels, objective, fit_kw, seed=seed + s, tail_frac=cfg.tail_frac
             )
             if fitted is not None:
                 rec.quality["fd@1"] = _frechet(fitted, img, cfg.img_n_eval, seed + s)

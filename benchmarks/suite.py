@@ -32,14 +32,35 @@ __all__ += ["main"]
 
 SCHEMA = "meanflow_sci.benchmarks/1"
 SUITES = ("smoke", "quick", "standard", "full")
-DEFAULT_TASKS = ("images", "ode", "control", "speed", "claims")
+DEFAULT_TASKS = ("images", "ode", "control", "metaworld", "speed", "claims")
 
 # Rough wall time of each task on 2 idle CPU cores, for the progress display only.
 ESTIMATED_S: dict[str, dict[str, float]] = {
-    "smoke": {"images": 25, "ode": 10, "control": 10, "speed": 3, "claims": 15},
-    "quick": {"images": 160, "ode": 140, "control": 185, "speed": 40, "claims": 320},
-    "standard": {"images": 700, "ode": 480, "control": 1500, "speed": 60, "claims": 420},
-    "full": {"images": 3700, "ode": 1800, "control": 1800, "speed": 600, "claims": 7200},
+    "smoke": {"images": 25, "ode": 10, "control": 10, "metaworld": 30, "speed": 3, "claims": 15},
+    "quick": {
+        "images": 160,
+        "ode": 140,
+        "control": 185,
+        "metaworld": 900,
+        "speed": 40,
+        "claims": 320,
+    },
+    "standard": {
+        "images": 700,
+        "ode": 480,
+        "control": 1500,
+        "metaworld": 7200,
+        "speed": 60,
+        "claims": 420,
+    },
+    "full": {
+        "images": 3700,
+        "ode": 1800,
+        "control": 1800,
+        "metaworld": 20000,
+        "speed": 600,
+        "claims": 7200,
+    },
 }
 
 # -- task registry ---------------------------------------------------------------------------------
@@ -82,6 +103,7 @@ TASKS: dict[str, Callable[[str, str, Path, int], dict]] = {
     "images": _module_task("images"),
     "ode": _module_task("ode"),
     "control": _module_task("control"),
+    "metaworld": _module_task("meta_world"),
     "speed": _module_task("speed_step"),
     "claims": _module_task("claims", progress=True),
 }

@@ -322,3 +322,21 @@ def test_images_fine_detail_sees_what_the_8x8_extractor_averages_away():
     # White noise of std 0.2 adds about 0.04 per pixel, 3/4 of it above the 8x8 scale.
     assert with_noise - level > 0.5 * 0.04 * 256
     assert level < 0.5 * with_noise
+
+
+def test_meta_world_smoke_has_success_table(tmp_path):
+    from benchmarks import meta_world as bench
+    from meanflow_sci.tasks.control import meta_world
+
+    if not meta_world.available():
+        assert "skipped" in bench.run("smoke")
+        pytest.skip('Meta-World benchmark needs the metaworld extra (pip install ".[metaworld]")')
+    torch.set_num_threads(1)
+    report = bench.run("smoke", out=tmp_path)
+    row = report["tables"][0]["rows"][0]
+    assert row["task"] == "reach-v3" and row["group"] == "easy"
+    assert set(bench.METHODS) <= set(row)
+    per = report["per_task"]["reach-v3"]
+    assert all(0.0 <= per[m]["success"] <= 1.0 for m in bench.METHODS)
+    assert report["targets"]["latency_fm100_over_mmf"]["value"] > 1.0
+    assert (tmp_path / "metaworld.md").exists()

@@ -151,5 +151,5 @@ def test_example_script_help_lists_its_options():
         [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0
-    for flag in ("--env", "--episodes", "--steps", "--device", "--out"):
+    for flag in ("--env", "--tasks", "--demos", "--episodes", "--steps", "--device", "--out"):
         assert flag in out.stdout

@@ -317,8 +317,9 @@ def evaluate(
     Returns:
         JSON-able dict: ``name``, ``env_id``, ``n_episodes``, ``seed``, ``max_steps``, ``returns``,
         ``lengths``, ``mean_return``, ``std_return``, ``success_rate`` (None where undefined),
-        ``success_ci`` (its 95 % Wilson interval over episodes), ``action_change`` (mean squared
-        change between consecutive executed actions, averaged over episodes: jitter),
+        ``successes`` (per episode), ``success_ci`` (95 % Wilson interval over episodes),
+        ``action_change`` (mean squared change between consecutive executed actions, averaged
+        over episodes: jitter),
         ``reference`` ({"expert", "random"} or None), ``normalised_score``,
         ``latency_ms_median``, ``latency_ms_p95`` (per decision), ``n_action_steps``,
         ``final_obs``, ``trajectories`` (observation lists of the recorded episodes).
@@ -386,6 +387,7 @@ def evaluate(
         "mean_return": mean_ret,
         "std_return": float(returns.std()),
         "success_rate": None if success[0] is None else float(np.mean(success)),
+        "successes": None if success[0] is None else [bool(f) for f in success],
         "success_ci": None if success[0] is None else success_interval(success),
         "action_change": float(np.mean(run["action_change"])),
         "reference": ref,

@@ -1,0 +1,271 @@
+"""Meta-World benchmark: one-step MMF policies against behaviour cloning and flow matching.
+
+The protocol of the one-step policy papers (DP3, MP1) on state observations: per task, scripted
+demonstrations (``metaworld.policies``) on training goal variations (episode seeds from
+``1000 * training seed``), evaluation on held-out variations (seeds from 10 000), several training
+seeds x evaluation episodes; success is ``info["success"]`` and ends the episode. Every method is
+the ``"policy"`` recipe on the same backbone and budget (flow matching and behaviour cloning with
+another objective; the FM network is sampled with 10 and 100 steps). Per task and method: success
+rate with a Wilson interval over all seeds' episodes, decision latency median / p95 (batch 1), mean
+squared change of consecutive actions; and the mean success over tasks.
+
+Tasks: :data:`TASKS`, fixed before any result, covering Meta-World's difficulty groups as DP3 and
+MP1 report them (easy / medium / hard / very hard).
+
+Usage (needs ``pip install -e ".[metaworld]"``):
+    python benchmarks/meta_world.py --suite standard --threads 2 --out runs/bench_metaworld
+    python benchmarks/meta_world.py --suite quick --out runs/bench_metaworld
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from meanflow_sci.tasks import control
+from meanflow_sci.tasks.control import meta_world
+from meanflow_sci.tasks.control.evaluate import success_interval
+
+try:
+    from benchmarks.common import check_suite, machine_info
+    from benchmarks.policies import compare
+    from benchmarks.report import write_results
+except ModuleNotFoundError:  # run as a script: python benchmarks/meta_world.py
+    from common import check_suite, machine_info
+    from policies import compare
+    from report import write_results
+
+TASKS = {
+    "reach-v3": "easy",
+    "button-press-v3": "easy",
+    "drawer-open-v3": "easy",
+    "door-open-v3": "easy",
+    "basketball-v3": "medium",
+    "hammer-v3": "medium",
+    "sweep-into-v3": "medium",
+    "push-v3": "hard",
+    "pick-place-v3": "hard",
+    "assembly-v3": "hard",
+    "shelf-place-v3": "very hard",
+    "stick-pull-v3": "very hard",
+    "disassemble-v3": "very hard",
+}
+METHODS = ("mmf-1", "bc", "fm-10", "fm-100")
+EVAL_SEED = 10_000  # variations 10 000 on: a block no training seed uses
+
+# suite -> tasks, demonstrations per task, training seeds, evaluation episodes per seed,
+# train steps (None: the recipe's), evaluation step limit (None: Meta-World's 500); "full" is
+# the anchors' second setting, 50 demonstrations
+# fmt: off
+SUITES = {
+    "smoke": dict(tasks=("reach-v3",), demos=2, seeds=1, episodes=2, steps=20, max_steps=40),
+    "quick": dict(tasks=("reach-v3", "hammer-v3", "push-v3"), demos=10, seeds=1, episodes=10,
+                  steps=None, max_steps=None),
+    "standard": dict(tasks=tuple(TASKS), demos=10, seeds=3, episodes=20, steps=None,
+                     max_steps=None),
+    "full": dict(tasks=tuple(TASKS), demos=50, seeds=3, episodes=20, steps=None,
+                       max_steps=None),
+}
+# fmt: on
+
+
+def _task_rows(task: str, runs: list[dict]) -> dict:
+    """Pool one task's runs (one per training seed) into per-method figures."""
+    out = {}
+    for name in runs[0]["methods"]:
+        rs = [r["methods"][name] for r in runs]
+        flags = [bool(s) for r in rs for s in r["successes"]]
+        out[name] = {
+            "success": float(np.mean(flags)),
+            "success_ci": success_interval(flags),
+            "success_per_seed": [r["success_rate"] for r in rs],
+            "latency_ms_median": float(np.median([r["latency_ms_median"] for r in rs])),
+            "latency_ms_p95": float(np.median([r["latency_ms_p95"] for r in rs])),
+            "action_change": float(np.mean([r["action_change"] for r in rs])),
+            "train_s": float(np.mean([r["train_time_s"] for r in rs])),
+        }
+    out["expert"] = {
+        "success": float(np.mean([r["expert"]["success_rate"] for r in runs])),
+        "action_change": float(np.mean([r["expert"]["action_change"] for r in runs])),
+    }
+    return out
+
+
+def _targets(per_task: dict, methods: tuple[str, ...] = METHODS) -> dict:
+    rows = per_task.values()
+    means = {m: float(np.mean([t[m]["success"] for t in rows])) for m in methods}
+    lat = {m: float(np.median([t[m]["latency_ms_median"] for t in rows])) for m in methods}
+    if not {"mmf-1", "bc", "fm-100"} <= set(methods):
+        return {"mean_success": means}
+    ratio = lat["fm-100"] / lat["mmf-1"]
+    return {
+        "mean_success": means,
+        "mmf_vs_bc": {
+            "value": means["mmf-1"] - means["bc"],
+            "target": ">= 0",
+            "met": bool(means["mmf-1"] >= means["bc"]),
+        },
+        "mmf_vs_fm100": {
+            "value": means["mmf-1"] - means["fm-100"],
+            "target": ">= -0.02",
+            "met": bool(means["mmf-1"] >= means["fm-100"] - 0.02),
+        },
+        "latency_fm100_over_mmf": {"value": ratio, "target": ">= 50", "met": bool(ratio >= 50)},
+    }
+
+
+def run_tasks(
+    cfg: dict,
+    *,
+    methods: tuple[str, ...] = METHODS,
+    device: str = "auto",
+    seed: int = 0,
+    log: Any = None,
+    **policy: Any,
+) -> dict:
+    """Collect, fit and evaluate every task of ``cfg`` (a :data:`SUITES` entry); ``policy``
+    (``horizon``, ``n_obs_steps``, ``n_action_steps``, ``backbone``) goes to ``compare``."""
+    meta_world.require()
+    warnings.filterwarnings("ignore", module="metaworld")
+    say = log or (lambda *a, **k: None)
+    t0 = time.perf_counter()
+    per_task, raw = {}, {}
+    for task in cfg["tasks"]:
+        runs = []
+        for s in range(seed, seed + cfg["seeds"]):
+            ds = control.collect(
+                meta_world.ENV_ID, cfg["demos"], env_name=task, seed=1000 * s, progress=False
+            )
+            res = compare(
+                ds,
+                methods=methods,
+                train=None if cfg["steps"] is None else {"max_steps": cfg["steps"]},
+                eval_episodes=cfg["episodes"],
+                eval_seed=EVAL_SEED,
+                max_steps=cfg["max_steps"],
+                record_episodes=0,
+                device=device,
+                seed=s,
+                **policy,
+            )
+            for r in [res["expert"], *res["methods"].values()]:
+                r.pop("trajectories", None)
+                r.pop("final_obs", None)
+            runs.append(res)
+        per_task[task] = _task_rows(task, runs)
+        raw[task] = runs
+        say(task, json.dumps({m: round(v["success"], 2) for m, v in per_task[task].items()}))
+    return {
+        "config": {**cfg, "tasks": list(cfg["tasks"]), "eval_seed": EVAL_SEED, **policy},
+        "methods": list(methods),
+        "groups": {t: TASKS[t] for t in cfg["tasks"]},
+        "machine": machine_info(device),
+        "per_task": per_task,
+        "targets": _targets(per_task, methods),
+        "tables": [_table(per_task, methods)],
+        "runs": raw,
+        "time_s": time.perf_counter() - t0,
+    }
+
+
+def run(
+    suite: str = "quick",
+    device: str = "auto",
+    out: str | Path | None = None,
+    seed: int = 0,
+    verbose: bool = False,
+) -> dict:
+    """Run a tier; return (and write under ``out``) a JSON-able dict of results and targets."""
+    cfg = check_suite(suite, SUITES)
+    try:
+        meta_world.require()
+    except ImportError as err:
+        return {"skipped": str(err), "suite": suite}
+    report = {
+        "suite": suite,
+        "seed": seed,
+        **run_tasks(cfg, device=device, seed=seed, log=print if verbose else None),
+    }
+    if out is not None:
+        write_results(out, "metaworld", report, to_markdown(report))
+    return report
+
+
+def _table(per_task: dict, methods: tuple[str, ...] = METHODS) -> dict:
+    rows = []
+    for task, res in per_task.items():
+        row = {"task": task, "group": TASKS[task], "expert": res["expert"]["success"]}
+        for m in methods:
+            lo, hi = res[m]["success_ci"]
+            row[m] = res[m]["success"]
+            row[f"{m} 95% CI"] = f"{lo:.2f}-{hi:.2f}"
+        rows.append(row)
+    return {"name": "metaworld_success", "title": "Meta-World success rate", "rows": rows}
+
+
+def to_markdown(report: dict) -> str:
+    if "skipped" in report:
+        return f"# Meta-World benchmark ({report['suite']})\n\nskipped: {report['skipped']}\n"
+    cfg, m, methods = report["config"], report["machine"], report["methods"]
+    lines = [
+        f"# Meta-World benchmark ({report['suite']})",
+        "",
+        f"{cfg['demos']} scripted demos per task, {cfg['seeds']} training seeds x "
+        f"{cfg['episodes']} held-out episodes; torch {m['torch']}, {m['torch_threads']} threads, "
+        f"{report['time_s']:.0f} s",
+        "",
+        "| task | group | expert | " + " | ".join(f"{x} success [95% CI]" for x in methods) + " |",
+        "|---|---|---|" + "---|" * len(methods),
+    ]
+    for task, res in report["per_task"].items():
+        cells = [f"{res['expert']['success']:.2f}"]
+        for x in methods:
+            lo, hi = res[x]["success_ci"]
+            cells.append(f"{res[x]['success']:.2f} [{lo:.2f}, {hi:.2f}]")
+        lines.append(f"| {task} | {TASKS[task]} | " + " | ".join(cells) + " |")
+    tg = report["targets"]
+    lines.append(
+        "| **mean** | | | " + " | ".join(f"**{tg['mean_success'][x]:.3f}**" for x in methods) + " |"
+    )
+    lines += [
+        "",
+        "| method | latency median / p95 (ms, median over tasks) | action change (mean sq.) |",
+        "|---|---|---|",
+    ]
+    for x in methods:
+        rs = report["per_task"].values()
+        lines.append(
+            f"| {x} | {np.median([r[x]['latency_ms_median'] for r in rs]):.2f} / "
+            f"{np.median([r[x]['latency_ms_p95'] for r in rs]):.2f} | "
+            f"{np.mean([r[x]['action_change'] for r in rs]):.4f} |"
+        )
+    lines += ["", "## Targets", ""]
+    for k, v in tg.items():
+        if k != "mean_success":
+            verdict = "met" if v["met"] else "MISSED"
+            lines.append(f"- {k}: {verdict} ({v['value']:.3f}, target {v['target']})")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suite", default="standard", choices=sorted(SUITES))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="folder for metaworld.json and metaworld.md")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = p.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    print(to_markdown(run(args.suite, args.device, args.out, args.seed, verbose=True)))
+
+
+if __name__ == "__main__":
+    main()
