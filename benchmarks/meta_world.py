@@ -261,10 +261,24 @@ def main() -> None:
     p.add_argument("--out", default=None, help="folder for metaworld.json and metaworld.md")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--tasks", default=None, help="comma-separated subset of the tier's tasks")
+    p.add_argument("--seeds", type=int, default=None, help="training seeds (default: the tier's)")
     args = p.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    print(to_markdown(run(args.suite, args.device, args.out, args.seed, verbose=True)))
+    if args.tasks is None and args.seeds is None:
+        print(to_markdown(run(args.suite, args.device, args.out, args.seed, verbose=True)))
+        return
+    cfg = dict(check_suite(args.suite, SUITES))
+    if args.tasks is not None:
+        cfg["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if args.seeds is not None:
+        cfg["seeds"] = args.seeds
+    report = {"suite": f"{args.suite} (subset)", "seed": args.seed}
+    report.update(run_tasks(cfg, device=args.device, seed=args.seed, log=print))
+    if args.out is not None:
+        write_results(args.out, "metaworld", report, to_markdown(report))
+    print(to_markdown(report))
 
 
 if __name__ == "__main__":
