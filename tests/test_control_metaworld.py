@@ -60,7 +60,10 @@ def test_tiny_policy_trains_and_evaluates(tmp_path):
     assert out["lengths"] == [16, 16] or min(out["lengths"]) < 16
     assert out["latency_ms_median"] > 0
     back = control.load_policy(policy.save(tmp_path / "p"))
-    assert back.env_id == MW
+    assert back.env_id == MW and back.env_kwargs == {"env_name": "reach-v3"}
+    # The task name travels with the policy: no env_name needed to evaluate it.
+    again = control.evaluate(back, MW, n_episodes=1, seed=10_000, max_steps=4, reference=None)
+    assert again["lengths"] == [4]
 
 
 @needs_metaworld

@@ -312,7 +312,8 @@ def evaluate(
         latency_probes: Batch-1 decisions timed for the latency figures.
         record_episodes: Return the observation sequences of this many first episodes.
         progress: Show progress bars.
-        **env_kwargs: Passed to ``gym.make``.
+        **env_kwargs: Passed to ``gym.make`` (default: a policy's own ``env_kwargs`` when it was
+            trained on ``env_id``).
 
     Returns:
         JSON-able dict: ``name``, ``env_id``, ``n_episodes``, ``seed``, ``max_steps``, ``returns``,
@@ -332,6 +333,8 @@ def evaluate(
     check_positive_int("seed", seed, minimum=0)
     if max_steps is not None:
         check_positive_int("max_steps", max_steps)
+    if not env_kwargs and getattr(policy, "env_id", None) == env_id:
+        env_kwargs = dict(getattr(policy, "env_kwargs", {}))  # e.g. the Meta-World task name
     env_info(env_id)  # unknown ids fail here, listing the known ones
     if isinstance(policy, (str, Expert)):
         run = _run_expert(

@@ -114,6 +114,8 @@ class ChunkPolicy:
         obs_dim: Observation size of the environment.
         act_dim: Action size of the environment.
         env_id: The environment the demonstrations came from.
+        env_kwargs: Its ``gym.make`` keywords (Meta-World: ``{"env_name": ...}``); ``evaluate``
+            uses them when it is given none.
         steps: Network evaluations per decision (1: the one-step sampler).
         seed: Base seed of the sampling noise (each decision uses the next seed).
         name: Label for tables.
@@ -130,6 +132,7 @@ class ChunkPolicy:
         obs_dim: int,
         act_dim: int,
         env_id: str = "",
+        env_kwargs: dict | None = None,
         steps: int = 1,
         seed: int = 0,
         name: str | None = None,
@@ -139,6 +142,7 @@ class ChunkPolicy:
         self.obs_dim = check_positive_int("obs_dim", obs_dim)
         self.act_dim = check_positive_int("act_dim", act_dim)
         self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs or {})
         self.steps = check_positive_int("steps", steps)
         self.seed = check_positive_int("seed", seed, minimum=0)
         self._calls = 0
@@ -166,6 +170,7 @@ class ChunkPolicy:
             obs_dim=self.obs_dim,
             act_dim=self.act_dim,
             env_id=self.env_id,
+            env_kwargs=self.env_kwargs,
             steps=steps,
             seed=self.seed,
             name=name,
@@ -235,6 +240,7 @@ class ChunkPolicy:
             "obs_dim": self.obs_dim,
             "act_dim": self.act_dim,
             "env_id": self.env_id,
+            "env_kwargs": self.env_kwargs,
             "steps": self.steps,
             "seed": self.seed,
             "name": self.name,
@@ -265,6 +271,7 @@ def load_policy(path: str | Path, *, device: str = "cpu") -> ChunkPolicy:
         obs_dim=meta["obs_dim"],
         act_dim=meta["act_dim"],
         env_id=meta["env_id"],
+        env_kwargs=meta.get("env_kwargs"),
         steps=meta["steps"],
         seed=meta["seed"],
         name=meta["name"],
@@ -338,6 +345,7 @@ def train_policy(
         obs_dim=int(dataset.sizes["obs_dim"]),
         act_dim=int(dataset.sizes["act_dim"]),
         env_id=str(dataset.attrs.get("env_id", "")),
+        env_kwargs=json.loads(dataset.attrs.get("env_kwargs", "{}")),
         steps=1 if steps is None else steps,
         seed=seed,
         name=name,
