@@ -6,6 +6,7 @@ can all use it without import cycles.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import platform
@@ -152,3 +153,14 @@ def rows_md(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def task_parser(doc: str, name: str, suites: Mapping[str, Any]) -> argparse.ArgumentParser:
+    """The command line a task benchmark shares: ``--suite --device --out --seed --threads``."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--suite", default="standard", choices=sorted(suites))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help=f"folder for {name}.json and {name}.md")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    return p

@@ -15,7 +15,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -25,11 +24,11 @@ import torch
 from meanflow_sci.tasks import control
 
 try:
-    from benchmarks.common import check_suite, machine_info
+    from benchmarks.common import check_suite, machine_info, task_parser
     from benchmarks.policies import compare, format_table
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/control.py
-    from common import check_suite, machine_info
+    from common import check_suite, machine_info, task_parser
     from policies import compare, format_table
     from report import write_results
 
@@ -191,13 +190,7 @@ def to_markdown(report: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--suite", default="standard", choices=sorted(SUITES))
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="folder for control.json and control.md")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = p.parse_args()
+    args = task_parser(__doc__, "control", SUITES).parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     report = run(args.suite, args.device, args.out, args.seed, verbose=True)

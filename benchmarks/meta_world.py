@@ -19,7 +19,6 @@ Usage (needs ``pip install -e ".[metaworld]"``):
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import warnings
@@ -34,11 +33,11 @@ from meanflow_sci.tasks.control import meta_world
 from meanflow_sci.tasks.control.evaluate import success_interval
 
 try:
-    from benchmarks.common import check_suite, machine_info
+    from benchmarks.common import check_suite, machine_info, task_parser
     from benchmarks.policies import compare
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/meta_world.py
-    from common import check_suite, machine_info
+    from common import check_suite, machine_info, task_parser
     from policies import compare
     from report import write_results
 
@@ -76,7 +75,7 @@ SUITES = {
 # fmt: on
 
 
-def _task_rows(task: str, runs: list[dict]) -> dict:
+def _task_rows(runs: list[dict]) -> dict:
     """Pool one task's runs (one per training seed) into per-method figures."""
     out = {}
     for name in runs[0]["methods"]:
@@ -159,7 +158,7 @@ def run_tasks(
                 r.pop("trajectories", None)
                 r.pop("final_obs", None)
             runs.append(res)
-        per_task[task] = _task_rows(task, runs)
+        per_task[task] = _task_rows(runs)
         raw[task] = runs
         say(task, json.dumps({m: round(v["success"], 2) for m, v in per_task[task].items()}))
     return {
@@ -181,13 +180,19 @@ def run(
     out: str | Path | None = None,
     seed: int = 0,
     verbose: bool = False,
+    tasks: tuple[str, ...] | None = None,
+    seeds: int | None = None,
 ) -> dict:
-    """Run a tier; return (and write under ``out``) a JSON-able dict of results and targets."""
-    cfg = check_suite(suite, SUITES)
+    """Run a tier (optionally only some ``tasks`` or another number of training ``seeds``);
+    return (and write under ``out``) a JSON-able dict of results and targets."""
+    cfg = dict(check_suite(suite, SUITES))
     try:
         meta_world.require()
     except ImportError as err:
         return {"skipped": str(err), "suite": suite}
+    if tasks is not None or seeds is not None:
+        cfg.update(tasks=tasks or cfg["tasks"], seeds=seeds or cfg["seeds"])
+        suite = f"{suite} (subset)"
     report = {
         "suite": suite,
         "seed": seed,
@@ -255,29 +260,14 @@ def to_markdown(report: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--suite", default="standard", choices=sorted(SUITES))
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="folder for metaworld.json and metaworld.md")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p = task_parser(__doc__, "metaworld", SUITES)
     p.add_argument("--tasks", default=None, help="comma-separated subset of the tier's tasks")
     p.add_argument("--seeds", type=int, default=None, help="training seeds (default: the tier's)")
     args = p.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.tasks is None and args.seeds is None:
-        print(to_markdown(run(args.suite, args.device, args.out, args.seed, verbose=True)))
-        return
-    cfg = dict(check_suite(args.suite, SUITES))
-    if args.tasks is not None:
-        cfg["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
-    if args.seeds is not None:
-        cfg["seeds"] = args.seeds
-    report = {"suite": f"{args.suite} (subset)", "seed": args.seed}
-    report.update(run_tasks(cfg, device=args.device, seed=args.seed, log=print))
-    if args.out is not None:
-        write_results(args.out, "metaworld", report, to_markdown(report))
+    tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(","))
+    report = run(args.suite, args.device, args.out, args.seed, True, tasks=tasks, seeds=args.seeds)
     print(to_markdown(report))
 
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import meta_world as mw_bench  # noqa: E402
 from benchmarks.policies import METHODS, compare, format_table  # noqa: E402
 
-DEFAULT_METHODS = ("mmf-1", "bc", "fm-10", "fm-100")
+DEFAULT_METHODS = mw_bench.METHODS  # Meta-World's and the --env comparison's
 
 # Per-environment defaults: (demonstration episodes, training steps, evaluation step limit).
 DEFAULTS = {

@@ -42,7 +42,14 @@ from meanflow_sci.errors import InputError, check_positive_int
 from meanflow_sci.tasks.control.envs import env_dims, env_info, make_env
 from meanflow_sci.tasks.control.experts import Expert, make_expert
 
-__all__ = ["collect", "load_dataset", "check_dataset", "episode_returns", "info_success"]
+__all__ = [
+    "collect",
+    "load_dataset",
+    "check_dataset",
+    "episode_returns",
+    "info_success",
+    "update_success",
+]
 
 REQUIRED_VARS = ("obs", "action", "reward", "done", "length")
 
@@ -58,6 +65,13 @@ def info_success(info: dict) -> bool | None:
     return None
 
 
+def update_success(success: bool | None, info: dict) -> bool | None:
+    """Success of an episode so far after a step with ``info``: None while the environment
+    reports no flag, then True once it has succeeded."""
+    now = info_success(info)
+    return success if now is None else bool(success) or now
+
+
 def _run_episode(
     env: gym.Env, expert: Expert, seed: int, rng: np.random.Generator, max_steps: int | None
 ) -> dict:
@@ -71,10 +85,9 @@ def _run_episode(
         action = expert.act(env, obs)
         nxt, reward, terminated, truncated, info = env.step(action)
         step += 1
-        flag = info_success(info)
-        if flag is not None:
-            success = bool(success) or flag
-        end = terminated or truncated or bool(flag) or (max_steps is not None and step >= max_steps)
+        success = update_success(success, info)
+        cut = max_steps is not None and step >= max_steps
+        end = terminated or truncated or bool(success) or cut
         obs_l.append(obs)
         act_l.append(action)
         rew_l.append(reward)

@@ -31,7 +31,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from meanflow_sci.errors import InputError, check_positive_int
-from meanflow_sci.tasks.control.collect import check_dataset, info_success
+from meanflow_sci.tasks.control.collect import check_dataset, update_success
 from meanflow_sci.tasks.control.envs import env_dims, env_info, make_env
 from meanflow_sci.tasks.control.experts import Expert, make_expert
 
@@ -73,12 +73,6 @@ def _success(
     return None if fn is None else bool(fn(last_obs, length, terminated, limit))
 
 
-def _merge_flag(flag: bool | None, info: dict) -> bool | None:
-    """Success so far: None while the environment reports no flag, then True once it succeeded."""
-    now = info_success(info)
-    return flag if now is None else bool(flag) or now
-
-
 def _run_expert(
     expert: str | Expert,
     env_id: str,
@@ -111,7 +105,7 @@ def _run_expert(
                 obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 step += 1
-                flag = _merge_flag(flag, info)
+                flag = update_success(flag, info)
                 if terminated or truncated or flag or step >= limit:
                     break
             returns.append(total)
@@ -192,7 +186,7 @@ def _run_policy(
                 returns[i] += float(reward)
                 lengths[i] += 1
                 finals[i] = obs
-                flags[i] = _merge_flag(flags[i], info)
+                flags[i] = update_success(flags[i], info)
                 end = term or trunc or bool(flags[i]) or lengths[i] >= limit
                 if i < len(traj) and not end:
                     traj[i].append(obs.tolist())
