@@ -1,4 +1,5 @@
-"""Meta-World through the control adapter (needs the ``metaworld`` extra; CI installs it)."""
+"""Meta-World through the control adapter (needs the ``metaworld`` extra; .ci/run installs it in
+a venv of its own)."""
 
 import numpy as np
 import pytest
@@ -9,8 +10,8 @@ from meanflow_sci.tasks.control import meta_world
 
 needs_metaworld = pytest.mark.skipif(
     not meta_world.available(),
-    reason='Meta-World tests need the metaworld extra (pip install -e ".[metaworld]", '
-    "which pins mujoco==3.3.0)",
+    reason="Meta-World tests need the metaworld extra in an environment of its own (it pins "
+    'mujoco==3.3.0; pip install -e ".[metaworld]")',
 )
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

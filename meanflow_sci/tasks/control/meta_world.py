@@ -46,7 +46,10 @@ __all__ = [
 
 ENV_ID = "Meta-World/MT1"
 VARIATIONS_PER_SEED = 50
-_INSTALL = 'pip install -e ".[metaworld]"'
+_INSTALL = (
+    'pip install -e ".[metaworld]" in an environment of its own (installed over mujoco 4, the '
+    "mujoco 3.3.0 it pins leaves mujoco-core 4 behind and no longer imports)"
+)
 
 
 def require() -> Any:
