@@ -32,14 +32,23 @@ __all__ += ["main"]
 
 SCHEMA = "meanflow_sci.benchmarks/1"
 SUITES = ("smoke", "quick", "standard", "full")
-DEFAULT_TASKS = ("images", "ode", "control", "metaworld", "speed", "claims")
+DEFAULT_TASKS = ("images", "ode", "chaos", "control", "metaworld", "speed", "claims")
 
 # Rough wall time of each task on 2 idle CPU cores, for the progress display only.
 ESTIMATED_S: dict[str, dict[str, float]] = {
-    "smoke": {"images": 25, "ode": 10, "control": 10, "metaworld": 30, "speed": 3, "claims": 15},
+    "smoke": {
+        "images": 25,
+        "ode": 10,
+        "chaos": 20,
+        "control": 10,
+        "metaworld": 30,
+        "speed": 3,
+        "claims": 15,
+    },
     "quick": {
         "images": 160,
         "ode": 140,
+        "chaos": 900,
         "control": 185,
         "metaworld": 900,
         "speed": 40,
@@ -48,6 +57,7 @@ ESTIMATED_S: dict[str, dict[str, float]] = {
     "standard": {
         "images": 700,
         "ode": 480,
+        "chaos": 6000,
         "control": 1500,
         "metaworld": 7200,
         "speed": 60,
@@ -56,6 +66,7 @@ ESTIMATED_S: dict[str, dict[str, float]] = {
     "full": {
         "images": 3700,
         "ode": 1800,
+        "chaos": 12000,
         "control": 1800,
         "metaworld": 20000,
         "speed": 600,
@@ -102,6 +113,7 @@ def _module_task(module: str, **extra: Any) -> Callable[..., dict]:
 TASKS: dict[str, Callable[[str, str, Path, int], dict]] = {
     "images": _module_task("images"),
     "ode": _module_task("ode"),
+    "chaos": _module_task("chaos"),
     "control": _module_task("control"),
     "metaworld": _module_task("meta_world"),
     "speed": _module_task("speed_step"),
@@ -152,7 +164,7 @@ def run_suite(
         "tasks_requested": names,
         "device": device,
         "seed": seed,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(device),
         "git": git_commit(),
         "results": {},

@@ -340,3 +340,26 @@ def test_meta_world_smoke_has_success_table(tmp_path):
     assert all(0.0 <= per[m]["success"] <= 1.0 for m in bench.METHODS)
     assert report["targets"]["latency_fm100_over_mmf"]["value"] > 1.0
     assert (tmp_path / "metaworld.md").exists()
+
+
+def test_chaos_smoke_scores_every_method(tmp_path):
+    from benchmarks import chaos
+
+    try:
+        import dysts  # noqa: F401
+    except ImportError:
+        assert "skipped" in chaos.run("smoke")
+        pytest.skip('chaos benchmark needs the dysts extra (pip install ".[dysts]")')
+    torch.set_num_threads(1)
+    report = chaos.run("smoke", out=tmp_path)
+    methods = {r["method"] for r in report["forecast"]}
+    assert methods == {"solver", "analog", "mmf-1", "mmf-2", "fm-50"}
+    assert {r["method"] for r in report["map"]} >= {"mmf-1", "regression", "nearest neighbour"}
+    solver = next(r for r in report["forecast"] if r["method"] == "solver")
+    analog = next(r for r in report["forecast"] if r["method"] == "analog")
+    assert solver["crps"] < analog["crps"]  # the calibrated reference beats the lookup
+    import xarray as xr
+
+    scores = xr.open_dataset(tmp_path / "chaos.nc")
+    assert scores["crps"].dims == ("system", "model", "lead_time", "state")
+    assert (tmp_path / "chaos.png").exists() and (tmp_path / "chaos.md").exists()

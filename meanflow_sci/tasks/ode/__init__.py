@@ -7,6 +7,12 @@
 - :func:`evaluate`: relative L2, per-time sliced Wasserstein / MMD, re-integration, conserved-
   quantity drift and sampling time against the solver.
 - Baselines: :class:`NearestNeighbour`, :func:`fit_neural_ode`.
+- Chaotic flows of the dysts catalogue by name (``"dysts:Rossler"``; :mod:`.catalogue`).
+- Forecasts: :func:`forecast_setting` (noisy, partial observed window -> next ``H`` steps),
+  :func:`forecast` (an ensemble, one network evaluation per member), :func:`reference_ensemble`
+  (the solver's calibrated answer), :func:`score_ensemble` (CRPS, energy score, spread-skill,
+  rank histogram, coverage, sMAPE, valid time); :func:`evaluate` reports the dynamics residual
+  (:func:`.metrics.dynamics_residual`).
 
 Example:
     >>> import meanflow_sci
@@ -18,8 +24,11 @@ Example:
     >>> ode.evaluate(model, test, steps=1)["rel_l2_median"]  # doctest: +SKIP
 """
 
+from meanflow_sci.tasks.ode import catalogue
 from meanflow_sci.tasks.ode.baselines import NearestNeighbour, fit_neural_ode
+from meanflow_sci.tasks.ode.forecasting import forecast, forecast_setting, reference_ensemble
 from meanflow_sci.tasks.ode.metrics import evaluate, relative_l2
+from meanflow_sci.tasks.ode.scores import score_ensemble
 from meanflow_sci.tasks.ode.settings import condition_of, fit_inputs
 from meanflow_sci.tasks.ode.simulate import integrate, simulate
 from meanflow_sci.tasks.ode.systems import SYSTEMS, ODESystem, register_system
@@ -28,10 +37,15 @@ __all__ = [
     "NearestNeighbour",
     "ODESystem",
     "SYSTEMS",
+    "catalogue",
     "condition_of",
     "evaluate",
     "fit_inputs",
     "fit_neural_ode",
+    "forecast",
+    "forecast_setting",
+    "reference_ensemble",
+    "score_ensemble",
     "integrate",
     "register_system",
     "relative_l2",

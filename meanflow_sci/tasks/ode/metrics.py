@@ -9,6 +9,9 @@ against a test Dataset from :func:`simulate`:
 - per-time-marginal sliced Wasserstein distance and MMD between the generated and the solver
   ensembles,
 - re-integration: integrate the true system from each generated initial state and compare,
+- the dynamics residual: whether each generated trajectory is a trajectory of the system at all
+  (its finite-difference derivative against the vector field evaluated on it), beside the solver
+  trajectories' own (discretisation) residual,
 - drift of the conserved quantity where the system has one,
 - wall-clock sampling time.
 
@@ -43,6 +46,7 @@ __all__ = [
     "mmd",
     "marginal_distances",
     "conserved_drift",
+    "dynamics_residual",
 ]
 
 
@@ -191,6 +195,34 @@ def conserved_drift(system: ODESystem, traj: Tensor, params: Tensor) -> Tensor:
     return (h - h[:, :1]).abs().amax(dim=1) / h[:, 0].abs().clamp_min(1e-12)
 
 
+def dynamics_residual(system: ODESystem, traj: Tensor, params: Tensor, t: Tensor) -> Tensor:
+    """Per-trajectory relative dynamics residual ``rms_t |dx/dt - f(t, x, p)| / rms_t |f|``.
+
+    ``dx/dt`` is the second-order finite difference on the grid ``t`` (``torch.gradient``), so a
+    trajectory of the solver has a small residual of its own (the discretisation error, which
+    shrinks with the grid spacing); jagged or off-manifold samples have a large one.
+
+    Args:
+        system: the system.
+        traj: trajectories ``(N, T, S)`` on the grid ``t (T,)``.
+        params: parameters ``(N, P)``.
+
+    Returns:
+        ``(N,)`` (NaN for non-finite trajectories).
+    """
+    traj = traj.to(torch.float64)
+    t = torch.as_tensor(t, dtype=torch.float64)
+    n, n_t, n_s = traj.shape
+    (deriv,) = torch.gradient(traj, spacing=(t,), dim=1, edge_order=2)
+    p = params.to(torch.float64).reshape(n, -1)
+    field = torch.stack(
+        [system.vector_field(t[k], traj[:, k], p) for k in range(n_t)], dim=1
+    ).reshape(n, n_t, n_s)
+    num = (deriv - field).pow(2).sum(-1).mean(-1).sqrt()
+    den = field.pow(2).sum(-1).mean(-1).sqrt().clamp_min(1e-12)
+    return num / den
+
+
 def _summary(values: Tensor, prefix: str) -> dict[str, float]:
     finite = values[torch.isfinite(values)]
     if finite.numel() == 0:
@@ -265,7 +297,9 @@ def evaluate(
         ``sw_mean``, ``sw_per_time``, ``mmd_mean``, ``mmd_per_time``, ``time``; conditional:
         ``rel_l2_median``, ``rel_l2_p90``, ``rel_l2_mean``, ``error_vs_time``; with a model:
         ``sample_time_s`` and ``sample_time_per_traj_ms``; with ``reintegrate``:
-        ``reintegration_rel_l2_median`` / ``_p90``; for systems with a conserved quantity:
+        ``reintegration_rel_l2_median`` / ``_p90``; ``dynamics_residual_median`` / ``_p90`` of
+        the finite samples and the solver trajectories' own ``dynamics_residual_solver``
+        (:func:`dynamics_residual`); for systems with a conserved quantity:
         ``conserved_drift_median`` / ``_p90`` (and the solver's own, ``conserved_drift_solver``).
 
     Raises:
@@ -338,6 +372,14 @@ def evaluate(
             except (AssertionError, RuntimeError):
                 # dopri5 gives up (step size underflow) on blown-up generated initial states.
                 result.update(_summary(torch.tensor([float("nan")]), "reintegration_rel_l2"))
+
+    grid = torch.tensor(test_ds["time"].values, dtype=torch.float64)
+    if finite.any():
+        resid = dynamics_residual(system, pred[finite], p_rows[finite], grid)
+        result.update(_summary(resid, "dynamics_residual"))
+    result["dynamics_residual_solver"] = float(
+        dynamics_residual(system, true, params, grid).median()
+    )
 
     if system.conserved is not None:
         drift = conserved_drift(system, pred, p_rows)

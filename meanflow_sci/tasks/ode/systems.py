@@ -271,9 +271,16 @@ def register_system(system: ODESystem, *, overwrite: bool = False) -> ODESystem:
 def get_system(system: str | ODESystem) -> ODESystem:
     """Look a system up by name, or pass an :class:`ODESystem` through.
 
+    A name ``"dysts:NAME"`` not yet registered is built from the dysts catalogue
+    (:func:`~meanflow_sci.tasks.ode.catalogue.from_dysts`) and registered.
+
     Raises:
         InputError: unknown name (the message lists the registered ones).
     """
     if isinstance(system, ODESystem):
         return system
+    if isinstance(system, str) and system.startswith("dysts:") and system not in SYSTEMS:
+        from .catalogue import from_dysts
+
+        return from_dysts(system)
     return SYSTEMS[check_choice("system", system, SYSTEMS)]

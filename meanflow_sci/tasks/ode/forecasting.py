@@ -1,0 +1,325 @@
+"""The forecasting setting: from a noisy, possibly partial observed window, an ensemble of the next
+``H`` steps, one network evaluation per member.
+
+A :class:`ForecastSetting` fixes the window length ``W``, the horizon ``H``, the observed state
+components and the observation noise (a standard deviation per observed component, in the data's
+units). :meth:`ForecastSetting.inputs` turns a Dataset from :func:`simulate` into the pair that
+``meanflow_sci.fit`` takes: the condition is the noisy observed window flattened to ``W * k``
+numbers, the data the true full state over the next ``H`` grid points. :func:`forecast` samples an
+ensemble per observation; :func:`reference_ensemble` is the solver's calibrated answer.
+
+The solver reference: for each test trajectory, ``K`` candidate initial states are drawn around the
+true state at the window's first point (Gaussian, standard deviation the noise level times each
+state's spread); each is integrated through window and horizon with torchdiffeq; candidates are
+weighted by the likelihood of the observed window under the noise model divided by their proposal
+density (a prior that is flat near the truth), and ``M`` members are drawn by systematic
+resampling. The effective sample size of the weights is returned with it, so a reference with too
+few distinct candidates shows.
+
+Example:
+    >>> from meanflow_sci.tasks import ode
+    >>> ds = ode.simulate("lorenz63", 8, x0="attractor", params="default")
+    >>> setting = ode.forecast_setting(ds, window=16, horizon=32, noise=0.05)
+    >>> cond, target = setting.inputs(ds)
+    >>> tuple(cond.shape), tuple(target.shape)
+    ((8, 48), (8, 32, 3))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+
+from meanflow_sci.errors import InputError, check_positive_int, describe
+
+from .settings import check_dataset
+from .simulate import integrate
+from .systems import ODESystem, get_system
+
+__all__ = [
+    "ForecastSetting",
+    "forecast_setting",
+    "forecast",
+    "reference_ensemble",
+    "forecast_ensemble_array",
+]
+
+
+@dataclass(frozen=True)
+class ForecastSetting:
+    """A forecasting task on trajectories sampled on a fixed grid.
+
+    Attributes:
+        window: observed points ``W`` (the first ``W`` of each trajectory).
+        horizon: forecast points ``H`` (the ``H`` after the window).
+        observed: indices of the observed state components.
+        sigma: observation-noise standard deviation per observed component (data units).
+        scale: spread of every state component in the data the setting was made from (the
+            proposal width of :func:`reference_ensemble` is ``sigma / scale`` of it).
+        dt: grid spacing (lead times are ``dt, 2 dt, ..., H dt``).
+        state_names: names of all state components.
+    """
+
+    window: int
+    horizon: int
+    observed: tuple[int, ...]
+    sigma: tuple[float, ...]
+    scale: tuple[float, ...]
+    dt: float
+    state_names: tuple[str, ...]
+
+    @property
+    def lead_time(self) -> np.ndarray:
+        """Time since the last observation of each forecast point, ``(H,)``."""
+        return self.dt * np.arange(1, self.horizon + 1, dtype=np.float64)
+
+    @property
+    def noise_level(self) -> float:
+        """The noise as a fraction of the observed components' spread."""
+        return float(np.mean([s / self.scale[j] for s, j in zip(self.sigma, self.observed)]))
+
+    def _check(self, ds: xr.Dataset, name: str = "ds") -> np.ndarray:
+        check_dataset(ds, name)
+        x = ds["x"].values
+        need = self.window + self.horizon
+        if x.shape[1] < need:
+            raise InputError(
+                f"{name}: the forecast setting needs {need} time points (window {self.window} + "
+                f"horizon {self.horizon}), got trajectories of {x.shape[1]}"
+            )
+        if x.shape[2] != len(self.state_names):
+            raise InputError(f"{name}: expected {len(self.state_names)} states, got {x.shape[2]}")
+        return x
+
+    def observe(self, x: np.ndarray, seed: int = 0) -> np.ndarray:
+        """Noisy observed windows ``(N, W, k)`` of true trajectories ``x (N, >= W, S)``."""
+        rng = np.random.default_rng(seed)
+        win = x[:, : self.window][..., list(self.observed)]
+        return win + np.asarray(self.sigma) * rng.standard_normal(win.shape)
+
+    def inputs(
+        self, ds: xr.Dataset, *, seed: int = 0, dtype: torch.dtype = torch.float32
+    ) -> tuple[Tensor, Tensor]:
+        """``(cond, target)`` for ``meanflow_sci.fit``: noisy observed windows flattened to
+        ``(N, W * k)`` and the true future ``(N, H, S)``; ``seed`` draws the noise."""
+        x = self._check(ds)
+        obs = self.observe(x, seed)
+        target = x[:, self.window : self.window + self.horizon]
+        return (
+            torch.as_tensor(obs.reshape(len(x), -1), dtype=dtype),
+            torch.as_tensor(target, dtype=dtype),
+        )
+
+    def truth(self, ds: xr.Dataset) -> np.ndarray:
+        """The verifying future ``(N, H, S)`` of each trajectory."""
+        x = self._check(ds)
+        return x[:, self.window : self.window + self.horizon]
+
+
+def forecast_setting(
+    ds: xr.Dataset,
+    *,
+    window: int,
+    horizon: int,
+    observed: Any = None,
+    noise: float = 0.05,
+) -> ForecastSetting:
+    """A :class:`ForecastSetting` on the grid of ``ds`` (a Dataset from :func:`simulate`).
+
+    Args:
+        ds: trajectories that fix the grid and the spread of each state (use the training set).
+        window: observed points ``W >= 1``.
+        horizon: forecast points ``H >= 1``; ``W + H`` must fit in the trajectories.
+        observed: indices (or names) of the observed components; all when ``None``.
+        noise: observation-noise standard deviation as a fraction of each observed component's
+            spread in ``ds`` (``>= 0``).
+
+    Raises:
+        InputError: a window and horizon longer than the trajectories, an observed component out
+            of range, a negative noise level.
+    """
+    check_dataset(ds)
+    check_positive_int("window", window)
+    check_positive_int("horizon", horizon)
+    x = ds["x"].values
+    names = tuple(str(s) for s in ds["state"].values)
+    if window + horizon > x.shape[1]:
+        raise InputError(
+            f"window: window + horizon ({window} + {horizon}) must fit in the trajectories' "
+            f"{x.shape[1]} time points, got {window + horizon}"
+        )
+    if observed is None:
+        obs = tuple(range(len(names)))
+    else:
+        items = [observed] if isinstance(observed, (int, str)) else list(observed)
+        if not items:
+            raise InputError("observed: expected at least one state component, got none")
+        obs = []
+        for item in items:
+            if isinstance(item, str):
+                if item not in names:
+                    raise InputError(f"observed: unknown state {item!r}, expected one of {names}")
+                obs.append(names.index(item))
+            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+                if not 0 <= int(item) < len(names):
+                    raise InputError(
+                        f"observed: state index must lie in [0, {len(names) - 1}] "
+                        f"({len(names)} states), got {int(item)}"
+                    )
+                obs.append(int(item))
+            else:
+                raise InputError(f"observed: expected state indices or names, got {item!r}")
+        obs = tuple(obs)
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
+        raise InputError(f"noise: expected a number >= 0, got {noise!r}")
+    scale = x.reshape(-1, x.shape[2]).std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    t = ds["time"].values
+    return ForecastSetting(
+        window=int(window),
+        horizon=int(horizon),
+        observed=obs,
+        sigma=tuple(float(noise * scale[j]) for j in obs),
+        scale=tuple(float(v) for v in scale),
+        dt=float(t[1] - t[0]),
+        state_names=names,
+    )
+
+
+def forecast_ensemble_array(
+    values: np.ndarray, setting: ForecastSetting, single: bool = False, name: str = "x"
+) -> xr.DataArray:
+    """Ensembles ``(N, M, H, S)`` as ``x (forecast, member, lead_time, state)`` with the
+    setting's coords (``(member, lead_time, state)`` for one when ``single``)."""
+    coords = {
+        "member": np.arange(values.shape[1]),
+        "lead_time": setting.lead_time,
+        "state": list(setting.state_names),
+    }
+    da = xr.DataArray(values, dims=("forecast", "member", "lead_time", "state"), coords=coords)
+    da.name = name
+    return da.isel(forecast=0) if single else da.assign_coords(forecast=np.arange(len(values)))
+
+
+def forecast(
+    model: Any,
+    setting: ForecastSetting,
+    observation: Any,
+    *,
+    members: int = 32,
+    steps: int = 1,
+    seed: int = 0,
+) -> xr.DataArray:
+    """Sample an ensemble of ``members`` futures per observed window.
+
+    Args:
+        model: a fitted model of :meth:`ForecastSetting.inputs` (anything with
+            ``sample(cond=..., steps=..., seed=...)``).
+        setting: the setting it was fitted on.
+        observation: observed windows ``(N, W, k)`` (or ``(W, k)`` for one, or the flattened
+            ``(N, W * k)`` condition rows).
+        members: ensemble size (``>= 1``; scores need ``>= 2``).
+        steps: network evaluations per member.
+        seed: seed of the sampling noise.
+
+    Returns:
+        ``x (forecast, member, lead_time, state)``, or ``(member, lead_time, state)`` for one
+        window; ``lead_time`` is the time since the last observation.
+
+    Raises:
+        InputError: an observation whose shape does not match the setting.
+    """
+    check_positive_int("members", members)
+    obs = observation
+    if hasattr(obs, "detach"):
+        obs = obs.detach().cpu().numpy()
+    try:
+        obs = np.asarray(obs, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"observation: expected an array, got {describe(observation)}") from err
+    k, w = len(setting.observed), setting.window
+    single = obs.ndim == 2 and obs.shape == (w, k)
+    if single:
+        obs = obs[None]
+    if obs.ndim == 3 and obs.shape[1:] == (w, k):
+        obs = obs.reshape(len(obs), w * k)
+    if obs.ndim != 2 or obs.shape[1] != w * k:
+        raise InputError(
+            f"observation: expected windows (N, {w}, {k}) (window {w}, {k} observed states), "
+            f"got {describe(observation)}"
+        )
+    n = len(obs)
+    cond = torch.as_tensor(np.repeat(obs, members, axis=0), dtype=torch.float32)
+    out = model.sample(cond=cond, steps=steps, seed=seed)
+    out = out.detach().cpu().numpy() if hasattr(out, "detach") else np.asarray(out)
+    out = out.reshape(n, members, setting.horizon, len(setting.state_names))
+    return forecast_ensemble_array(out.astype(np.float64), setting, single)
+
+
+def reference_ensemble(
+    system: str | ODESystem,
+    ds: xr.Dataset,
+    setting: ForecastSetting,
+    observation: np.ndarray,
+    *,
+    members: int = 32,
+    candidates: int = 512,
+    seed: int = 0,
+) -> tuple[xr.DataArray, np.ndarray]:
+    """The solver's calibrated forecast ensemble for each observed window.
+
+    Args:
+        system: the system that made ``ds``.
+        ds: the true trajectories (their first state and parameters seed the candidates).
+        setting: the forecast setting.
+        observation: the noisy observed windows ``(N, W, k)`` (from :meth:`ForecastSetting.observe`
+            with the same trajectories).
+        members: ensemble size.
+        candidates: candidate initial states per forecast before resampling.
+        seed: seed of the candidates and the resampling.
+
+    Returns:
+        ``(ensemble, ess)``: ``x (forecast, member, lead_time, state)`` and the effective sample
+        size of each forecast's weights ``(N,)``.
+    """
+    system = get_system(system)
+    x = setting._check(ds)
+    check_positive_int("members", members)
+    check_positive_int("candidates", candidates, minimum=2)
+    n, w, k = len(x), setting.window, len(setting.observed)
+    obs = np.asarray(observation, dtype=np.float64)
+    if obs.shape != (n, w, k):
+        raise InputError(f"observation: expected shape {(n, w, k)}, got {describe(obs)}")
+    lead = x[:, : w + setting.horizon]
+    if setting.noise_level == 0:
+        ens = np.repeat(lead[:, None, w:], members, axis=1)
+        return forecast_ensemble_array(ens, setting, False), np.full(n, float(members))
+    gen = torch.Generator().manual_seed(int(seed))
+    rng = np.random.default_rng(seed)
+    width = setting.noise_level * torch.as_tensor(setting.scale, dtype=torch.float64)
+    start = torch.as_tensor(x[:, 0], dtype=torch.float64)
+    eps = torch.randn(n, candidates, start.shape[1], generator=gen, dtype=torch.float64)
+    x0 = (start[:, None] + width * eps).reshape(n * candidates, -1)
+    params = torch.as_tensor(ds["params"].values, dtype=torch.float64).reshape(n, -1)
+    params = params.repeat_interleave(candidates, dim=0)
+    t = torch.as_tensor(ds["time"].values[: w + setting.horizon], dtype=torch.float64)
+    traj = integrate(system, x0, params, t).numpy().reshape(n, candidates, len(t), -1)
+    sigma = np.asarray(setting.sigma)
+    resid = (traj[:, :, :w][..., list(setting.observed)] - obs[:, None]) / sigma
+    logw = -0.5 * (resid**2).sum(axis=(2, 3)) + 0.5 * (eps.numpy() ** 2).sum(axis=2)
+    logw[~np.all(np.isfinite(traj), axis=(2, 3))] = -np.inf
+    logw -= logw.max(axis=1, keepdims=True)
+    wts = np.exp(logw)
+    wts /= wts.sum(axis=1, keepdims=True)
+    ess = 1.0 / (wts**2).sum(axis=1)
+    ens = np.empty((n, members, setting.horizon, traj.shape[-1]))
+    for i in range(n):
+        u = (rng.random() + np.arange(members)) / members
+        idx = np.minimum(np.searchsorted(np.cumsum(wts[i]), u), candidates - 1)
+        ens[i] = traj[i, idx, w:]
+    return forecast_ensemble_array(ens, setting, False), ess

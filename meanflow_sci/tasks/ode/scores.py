@@ -1,0 +1,196 @@
+"""Probabilistic scores of trajectory ensembles against the truth, as an ``xarray.Dataset``.
+
+The proper scores come from `scoringrules <https://github.com/frazane/scoringrules>`_ (it has
+both the ensemble CRPS and the multivariate energy score on plain arrays, with the "fair"
+estimator that does not penalise small ensembles; xskillscore has no energy score and
+properscoring is unmaintained). The rest are counts and ratios that need no library:
+
+- ``crps (lead_time, state)``: ensemble CRPS (fair estimator), mean over forecasts;
+- ``energy (lead_time)``: energy score of the state vector at each lead time;
+- ``energy_trajectory``: energy score of whole trajectories (lead time x state flattened), which
+  sees whether members are trajectories, not only marginals;
+- ``spread_skill (lead_time)``: ensemble spread (RMS over forecasts of the member standard
+  deviation, with the ``(M + 1) / M`` finite-ensemble factor) over the RMS error of the ensemble
+  mean; 1 for a calibrated ensemble, < 1 under-dispersed, > 1 over-dispersed;
+- ``rank_histogram (rank)``: frequency of the truth's rank among the members, over forecasts, lead
+  times and states (flat at ``1 / (M + 1)`` when calibrated);
+- ``coverage_50``, ``coverage_90 (lead_time)``: fraction of truths inside the ensemble's central
+  50 % and 90 % intervals (quantiles at Weibull plotting positions, so that a calibrated ensemble
+  covers the nominal fraction whatever its size);
+- ``smape (lead_time)`` of the ensemble mean (dysts's symmetric MAPE, in percent) and
+  ``valid_time``: the mean time until the ensemble mean's normalised error first exceeds
+  ``vpt_threshold`` (dysts's valid prediction time), in Lyapunov times when a Lyapunov exponent is
+  given.
+
+Example:
+    >>> import numpy as np
+    >>> from meanflow_sci.tasks.ode.scores import score_ensemble
+    >>> truth = np.random.default_rng(0).normal(size=(8, 5, 3))
+    >>> ens = truth[:, None] + np.random.default_rng(1).normal(size=(8, 16, 5, 3))
+    >>> float(score_ensemble(ens, truth)["spread_skill"].mean()) > 0.5
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from meanflow_sci.errors import InputError, describe
+
+__all__ = ["score_ensemble", "ensemble_array"]
+
+
+def _require() -> Any:
+    try:
+        import scoringrules
+    except ImportError as err:  # pragma: no cover - a base dependency
+        raise ImportError(
+            f"proper scores need scoringrules: pip install scoringrules ({err})"
+        ) from err
+    return scoringrules
+
+
+def ensemble_array(value: Any, name: str) -> np.ndarray:
+    """``value`` (numpy, torch or xarray) as a float64 array."""
+    if isinstance(value, xr.DataArray):
+        value = value.values
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().double().numpy()
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{name}: expected an array of numbers, got {describe(value)}") from err
+
+
+def score_ensemble(
+    ensemble: Any,
+    truth: Any,
+    *,
+    lead_time: Any = None,
+    state: Any = None,
+    lyapunov: float | None = None,
+    vpt_threshold: float = 0.5,
+) -> xr.Dataset:
+    """Score ``ensemble (N, M, H, S)`` against ``truth (N, H, S)`` (``N`` forecasts of ``M``
+    members over ``H`` lead times and ``S`` states).
+
+    Args:
+        ensemble: the forecast ensembles; an ``xarray.DataArray`` with dims
+            ``(forecast, member, lead_time, state)`` passes its coords on.
+        truth: the verifying trajectories.
+        lead_time: coordinate of the lead-time axis (``H`` numbers, e.g. time since the last
+            observation); ``0 .. H - 1`` when ``None``.
+        state: names of the states; ``0 .. S - 1`` when ``None``.
+        lyapunov: largest Lyapunov exponent (1 / time unit): ``valid_time`` is then in Lyapunov
+            times (``lead_time * lyapunov``) rather than in units of ``lead_time``.
+        vpt_threshold: normalised RMS error at which a forecast stops being valid.
+
+    Returns:
+        ``xarray.Dataset`` of the scores listed in the module docstring; attrs ``members``,
+        ``forecasts``, ``crps_estimator``.
+
+    Raises:
+        InputError: shapes that do not match, fewer than 2 members, non-finite values.
+    """
+    sr = _require()
+    if isinstance(ensemble, xr.DataArray):
+        if lead_time is None and "lead_time" in ensemble.coords:
+            lead_time = ensemble["lead_time"].values
+        if state is None and "state" in ensemble.coords:
+            state = ensemble["state"].values
+    ens = ensemble_array(ensemble, "ensemble")
+    obs = ensemble_array(truth, "truth")
+    if ens.ndim != 4:
+        raise InputError(
+            f"ensemble: expected shape (forecast, member, lead_time, state), got {describe(ens)}"
+        )
+    n, m, h, s = ens.shape
+    if m < 2:
+        raise InputError(f"ensemble: CRPS and spread need at least 2 members, got {m}")
+    if obs.shape != (n, h, s):
+        raise InputError(
+            f"truth: expected shape {(n, h, s)} to match ensemble {ens.shape}, got {obs.shape}"
+        )
+    for name, arr in (("ensemble", ens), ("truth", obs)):
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{name}: expected finite values, got NaN or inf")
+    lead = np.arange(h, dtype=np.float64)
+    if lead_time is not None:
+        lead = ensemble_array(lead_time, "lead_time")
+    if lead.shape != (h,):
+        raise InputError(f"lead_time: expected {h} values, got {describe(lead)}")
+    states = list(range(s)) if state is None else list(state)
+    if len(states) != s:
+        raise InputError(f"state: expected {s} names, got {len(states)}")
+
+    crps = sr.crps_ensemble(obs, np.moveaxis(ens, 1, -1), m_axis=-1, estimator="fair")
+    energy = sr.energy_score(
+        np.moveaxis(obs, 1, 0), np.moveaxis(ens, 2, 0), m_axis=-2, v_axis=-1, estimator="fair"
+    )  # (H, N)
+    energy_traj = sr.energy_score(
+        obs.reshape(n, h * s), ens.reshape(n, m, h * s), m_axis=-2, v_axis=-1, estimator="fair"
+    )
+
+    mean = ens.mean(axis=1)  # (N, H, S)
+    err2 = ((mean - obs) ** 2).mean(axis=(0, 2))
+    var = (ens.var(axis=1, ddof=1)).mean(axis=(0, 2)) * (m + 1) / m
+    tiny = 1e-24 * max(float((obs**2).mean()), 1e-300)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # undefined (NaN) where the ensemble mean is exact: an ensemble equal to the truth
+        spread_skill = np.where(err2 > tiny, np.sqrt(var / np.maximum(err2, tiny)), np.nan)
+
+    rank = (ens < obs[:, None]).sum(axis=1)  # (N, H, S) in 0..M
+    hist = np.bincount(rank.ravel(), minlength=m + 1) / rank.size
+
+    cover = {}
+    for level in (50, 90):
+        # Weibull plotting positions (p (M + 1)): a calibrated ensemble of any size then covers
+        # the nominal fraction on average; the default positions under-cover small ensembles.
+        probs = [(1 - level / 100) / 2, (1 + level / 100) / 2]
+        lo, hi = np.quantile(ens, probs, axis=1, method="weibull")
+        cover[level] = ((obs >= lo) & (obs <= hi)).mean(axis=(0, 2))
+
+    smape = 200.0 * (np.abs(mean - obs) / np.maximum(np.abs(mean) + np.abs(obs), 1e-12)).mean(
+        axis=(0, 2)
+    )
+    scale = obs.reshape(-1, s).std(axis=0).clip(min=1e-12)
+    norm_err = np.sqrt((((mean - obs) / scale) ** 2).mean(axis=2))  # (N, H)
+    valid = _valid_time(norm_err, lead - lead[0], vpt_threshold)
+    units = "lead_time"
+    if lyapunov is not None:
+        valid = valid * float(lyapunov)
+        units = "Lyapunov times"
+
+    coords = {"lead_time": lead, "state": states, "rank": np.arange(m + 1)}
+    return xr.Dataset(
+        {
+            "crps": (("lead_time", "state"), crps.mean(axis=0)),
+            "energy": (("lead_time",), energy.mean(axis=1)),
+            "energy_trajectory": ((), float(energy_traj.mean())),
+            "spread_skill": (("lead_time",), spread_skill),
+            "rank_histogram": (("rank",), hist),
+            "coverage_50": (("lead_time",), cover[50]),
+            "coverage_90": (("lead_time",), cover[90]),
+            "smape": (("lead_time",), smape),
+            "valid_time": ((), float(valid.mean())),
+        },
+        coords=coords,
+        attrs={
+            "members": m,
+            "forecasts": n,
+            "crps_estimator": "fair (scoringrules)",
+            "valid_time_units": units,
+            "vpt_threshold": float(vpt_threshold),
+        },
+    )
+
+
+def _valid_time(norm_err: np.ndarray, elapsed: np.ndarray, threshold: float) -> np.ndarray:
+    """Per forecast, the elapsed time of the first lead whose error exceeds ``threshold`` (the
+    whole horizon when none does)."""
+    over = norm_err > threshold
+    first = np.where(over.any(axis=1), over.argmax(axis=1), len(elapsed) - 1)
+    return elapsed[first]

@@ -1,0 +1,137 @@
+"""The forecasting setting, the solver reference and the proper scores (tasks.ode)."""
+
+import numpy as np
+import pytest
+import torch
+
+import meanflow_sci
+from meanflow_sci.errors import InputError
+from meanflow_sci.tasks import ode
+from meanflow_sci.tasks.ode.forecasting import forecast, forecast_setting, reference_ensemble
+from meanflow_sci.tasks.ode.metrics import dynamics_residual
+from meanflow_sci.tasks.ode.scores import score_ensemble
+from meanflow_sci.tasks.ode.systems import get_system
+
+
+def _gaussian_case(bias=0.0, spread=1.0, n=300, m=32, h=6, s=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=(n, h, s))
+    truth = centre + rng.normal(size=(n, h, s))
+    ens = centre[:, None] + bias + spread * rng.normal(size=(n, m, h, s))
+    return ens, truth
+
+
+def _mean(ds, key):
+    return float(np.nanmean(ds[key].values))
+
+
+def test_an_ensemble_equal_to_the_truth_scores_perfectly():
+    _, truth = _gaussian_case()
+    res = score_ensemble(np.repeat(truth[:, None], 4, axis=1), truth)
+    assert _mean(res, "crps") == pytest.approx(0.0, abs=1e-12)
+    assert _mean(res, "energy") == pytest.approx(0.0, abs=1e-12)
+    assert float(res["energy_trajectory"]) == pytest.approx(0.0, abs=1e-12)
+    assert _mean(res, "coverage_90") == 1.0 and _mean(res, "smape") == 0.0
+    assert np.isnan(res["spread_skill"].values).all()  # no error, no spread: undefined
+
+
+def test_each_score_moves_the_right_way():
+    calibrated = score_ensemble(*_gaussian_case())
+    biased = score_ensemble(*_gaussian_case(bias=1.0))
+    under = score_ensemble(*_gaussian_case(spread=0.3))
+    over = score_ensemble(*_gaussian_case(spread=3.0))
+    for worse in (biased, under, over):
+        for key in ("crps", "energy", "energy_trajectory"):
+            assert _mean(worse, key) > _mean(calibrated, key), key
+    assert 0.9 < _mean(calibrated, "spread_skill") < 1.1
+    assert _mean(under, "spread_skill") < 0.5 and _mean(over, "spread_skill") > 2.0
+    assert 0.86 < _mean(calibrated, "coverage_90") < 0.94
+    assert 0.45 < _mean(calibrated, "coverage_50") < 0.55
+    assert _mean(under, "coverage_90") < 0.5 and _mean(over, "coverage_90") > 0.99
+    hist = {k: v["rank_histogram"].values for k, v in [("cal", calibrated), ("under", under)]}
+    assert hist["under"][0] + hist["under"][-1] > 5 * (hist["cal"][0] + hist["cal"][-1])
+    assert _mean(biased, "smape") > _mean(calibrated, "smape")
+
+
+def test_scores_refuse_bad_ensembles():
+    ens, truth = _gaussian_case(n=4, m=1)
+    with pytest.raises(InputError, match="at least 2 members"):
+        score_ensemble(ens, truth)
+    ens, truth = _gaussian_case(n=4)
+    with pytest.raises(InputError, match="truth: expected shape"):
+        score_ensemble(ens, truth[:, :-1])
+    with pytest.raises(InputError, match="forecast, member, lead_time, state"):
+        score_ensemble(ens[0], truth)
+
+
+def test_scores_round_trip_through_netcdf(tmp_path):
+    res = score_ensemble(*_gaussian_case(n=8), lyapunov=0.9)
+    res = res.expand_dims(system=["toy"])
+    res.to_netcdf(tmp_path / "scores.nc")
+    import xarray as xr
+
+    back = xr.open_dataset(tmp_path / "scores.nc")
+    xr.testing.assert_allclose(back.load(), res)
+    assert back.attrs["valid_time_units"] == "Lyapunov times"
+
+
+@pytest.fixture(scope="module")
+def lorenz():
+    return ode.simulate("lorenz63", 48, x0="attractor", params="default", seed=3)
+
+
+def test_forecast_setting_checks_its_arguments(lorenz):
+    with pytest.raises(InputError, match="must fit in the trajectories' 64"):
+        forecast_setting(lorenz, window=40, horizon=40)
+    with pytest.raises(InputError, match=r"state index must lie in \[0, 2\]"):
+        forecast_setting(lorenz, window=8, horizon=8, observed=[0, 3])
+    with pytest.raises(InputError, match="unknown state 'w'"):
+        forecast_setting(lorenz, window=8, horizon=8, observed="w")
+    with pytest.raises(InputError, match="noise: expected a number >= 0"):
+        forecast_setting(lorenz, window=8, horizon=8, noise=-0.1)
+
+
+def test_forecast_inputs_and_sampler_shapes(lorenz):
+    setting = forecast_setting(lorenz, window=8, horizon=16, observed=["x"], noise=0.05)
+    cond, target = setting.inputs(lorenz, seed=0)
+    assert tuple(cond.shape) == (48, 8) and tuple(target.shape) == (48, 16, 3)
+    # the condition is the noisy observed component: close to x, not equal to it
+    err = cond.numpy() - lorenz["x"].values[:, :8, 0]
+    assert 0.2 < err.std() / setting.sigma[0] < 2.0
+    model = meanflow_sci.fit(target, cond, train={"max_steps": 3}, progress=False)
+    obs = setting.observe(lorenz["x"].values, seed=1)
+    one = forecast(model, setting, obs[0], members=5)
+    assert one.dims == ("member", "lead_time", "state") and one.shape == (5, 16, 3)
+    assert list(one["state"].values) == ["x", "y", "z"]
+    np.testing.assert_allclose(one["lead_time"].values, setting.dt * np.arange(1, 17))
+    many = forecast(model, setting, obs[:3], members=4, steps=2)
+    assert many.dims == ("forecast", "member", "lead_time", "state") and many.shape[:2] == (3, 4)
+    with pytest.raises(InputError, match=r"expected windows \(N, 8, 1\)"):
+        forecast(model, setting, obs[:, :5], members=2)
+
+
+def test_solver_reference_is_calibrated_and_beats_a_blind_ensemble(lorenz):
+    setting = forecast_setting(lorenz, window=8, horizon=16, noise=0.05)
+    obs = setting.observe(lorenz["x"].values, seed=1)
+    ref, ess = reference_ensemble("lorenz63", lorenz, setting, obs, members=16, candidates=128)
+    assert ref.shape == (48, 16, 16, 3) and (ess >= 1).all()
+    truth = setting.truth(lorenz)
+    good = score_ensemble(ref, truth)
+    rng = np.random.default_rng(0)
+    blind = truth[rng.integers(0, 48, size=(48, 16))]  # members from other trajectories
+    assert _mean(good, "crps") < 0.5 * _mean(score_ensemble(blind, truth), "crps")
+    assert 0.5 < _mean(good, "spread_skill") < 2.0
+
+
+def test_dynamics_residual_tells_trajectories_from_jagged_curves(lorenz):
+    system = get_system("lorenz63")
+    x = torch.as_tensor(lorenz["x"].values)
+    p = torch.as_tensor(lorenz["params"].values)
+    t = torch.as_tensor(lorenz["time"].values)
+    own = dynamics_residual(system, x, p, t)
+    jagged = x.clone()
+    jagged[:, 1::2] = x[torch.randperm(len(x)), 1::2]
+    assert float(own.median()) < 0.05
+    assert float(dynamics_residual(system, jagged, p, t).median()) > 20 * float(own.median())
+    res = ode.evaluate(lorenz["x"].values, lorenz, reintegrate=False)
+    assert res["dynamics_residual_median"] == pytest.approx(res["dynamics_residual_solver"])
