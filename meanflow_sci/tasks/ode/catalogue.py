@@ -1,6 +1,6 @@
 """Chaotic flows from the dysts catalogue (the ``dysts`` extra) as :class:`ODESystem` entries.
 
-``catalogue.from_dysts("Rossler")`` (or any ``"dysts:Rossler"`` handed to :func:`simulate` and the rest of
+``from_dysts("Rossler")`` (or any ``"dysts:Rossler"`` handed to :func:`simulate` and the rest of
 ``tasks.ode``) builds the system from dysts's own definition: its right-hand side, published
 parameters, characteristic period and an initial condition on the attractor. The right-hand side
 is dysts's Python function evaluated on torch tensors, so the flow integrates in batch with
