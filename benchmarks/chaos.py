@@ -46,11 +46,11 @@ from meanflow_sci.tasks.ode.metrics import dynamics_residual
 
 try:
     from benchmarks.budget import TimeLimit, seconds_per_step, steps_for
-    from benchmarks.common import check_suite, machine_info, pyplot, rows_md, task_parser
+    from benchmarks.common import check_suite, machine_info, rows_md, task_parser
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/chaos.py
     from budget import TimeLimit, seconds_per_step, steps_for
-    from common import check_suite, machine_info, pyplot, rows_md, task_parser
+    from common import check_suite, machine_info, rows_md, task_parser
     from report import write_results
 
 SUITES = {
@@ -180,7 +180,7 @@ def forecast_system(name: str, cfg: dict, seed: int) -> dict:
         "ess_median": float(np.median(ess)),
         "train_s": {"mmf": mmf.train_time_s, "fm": fm.train_time_s},
         "steps": {"mmf": mmf.steps_trained, "fm": fm.steps_trained},
-        "example": {k: v.isel(forecast=0).values.tolist() for k, v in ens.items()},
+        "example": {k: v.isel(forecast=0).values.tolist() for k, v in ens.items() if k != "analog"},
         "example_truth": truth[0].tolist(),
         "example_obs": obs[0].tolist(),
     }
@@ -370,35 +370,13 @@ def to_markdown(report: dict) -> str:
 
 
 def plot(scores: xr.Dataset, report: dict, out: Path) -> list[str]:
-    """CRPS against lead time and the rank histogram (first system), an ensemble fan."""
-    plt = pyplot()
-    if plt is None:
-        return []
+    """``ode.plot_forecast`` of the first system: CRPS against lead time, rank histogram, fan."""
     name = report["systems"][0]
-    one = scores.sel(system=name)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    for method in one["model"].values:
-        crps = one["crps"].sel(model=method).mean("state")
-        axes[0].plot(one["lead_time"], crps, label=method)
-        axes[1].plot(one["rank_histogram"].sel(model=method), label=method, drawstyle="steps-mid")
-    axes[0].set(title=f"{name}: CRPS against lead time", xlabel="lead time", ylabel="CRPS")
-    axes[1].set(title="rank histogram", xlabel="rank of the truth", ylabel="frequency")
-    axes[0].legend(fontsize=7)
     ex = report["per_system"][name]
-    truth = np.asarray(ex["example_truth"])
-    lead = one["lead_time"].values
-    for method, colour in (("solver", "grey"), ("mmf-1", "tab:blue")):
-        members = np.asarray(ex["example"][method])
-        for k, member in enumerate(members):
-            axes[2].plot(lead, member[:, 0], color=colour, lw=0.5, alpha=0.5,
-                         label=method if k == 0 else None)  # fmt: skip
-    axes[2].plot(lead, truth[:, 0], "k", lw=1.5, label="truth")
-    axes[2].set(title=f"{name}: ensemble fan (x)", xlabel="lead time")
-    axes[2].legend(fontsize=7)
-    fig.tight_layout()
+    ensembles = {k: np.asarray(v)[None] for k, v in ex["example"].items()}
+    truth = np.asarray(ex["example_truth"])[None]
     path = out / "chaos.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    ode.plot_forecast(scores.sel(system=name), ensembles, truth, path, title=name)
     return [str(path)]
 
 

@@ -28,7 +28,7 @@ from meanflow_sci.tasks.ode import catalogue
 from meanflow_sci.tasks.ode.baselines import NearestNeighbour, fit_neural_ode
 from meanflow_sci.tasks.ode.forecasting import forecast, forecast_setting, reference_ensemble
 from meanflow_sci.tasks.ode.metrics import evaluate, relative_l2
-from meanflow_sci.tasks.ode.scores import score_ensemble
+from meanflow_sci.tasks.ode.scores import plot_forecast, score_ensemble
 from meanflow_sci.tasks.ode.settings import condition_of, fit_inputs
 from meanflow_sci.tasks.ode.simulate import integrate, simulate
 from meanflow_sci.tasks.ode.systems import SYSTEMS, ODESystem, register_system
@@ -44,6 +44,7 @@ __all__ = [
     "fit_neural_ode",
     "forecast",
     "forecast_setting",
+    "plot_forecast",
     "reference_ensemble",
     "score_ensemble",
     "integrate",

@@ -40,7 +40,7 @@ import xarray as xr
 
 from meanflow_sci.errors import InputError, describe
 
-__all__ = ["score_ensemble", "ensemble_array"]
+__all__ = ["score_ensemble", "ensemble_array", "plot_forecast"]
 
 
 def _require() -> Any:
@@ -194,3 +194,58 @@ def _valid_time(norm_err: np.ndarray, elapsed: np.ndarray, threshold: float) -> 
     over = norm_err > threshold
     first = np.where(over.any(axis=1), over.argmax(axis=1), len(elapsed) - 1)
     return elapsed[first]
+
+
+def plot_forecast(
+    scores: xr.Dataset,
+    ensembles: dict[str, Any],
+    truth: Any,
+    path: Any,
+    *,
+    title: str = "",
+    component: int = 0,
+) -> Any:
+    """Save a three-panel figure: CRPS against lead time and the rank histogram per model, and
+    the ensemble fan of the first forecast against the truth.
+
+    Args:
+        scores: :func:`score_ensemble` results concatenated along a ``model`` dimension.
+        ensembles: model name -> ensemble ``(forecast, member, lead_time, state)`` (the fan shows
+            the first forecast of ``"solver"`` and of the first other model given).
+        truth: the verifying futures ``(forecast, lead_time, state)``.
+        path: the image file to write.
+        title: prefix of the panel titles (e.g. the system's name).
+        component: the state component the fan shows.
+
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    lead = scores["lead_time"].values
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for model in scores["model"].values:
+        one = scores.sel(model=model)
+        axes[0].plot(lead, one["crps"].mean("state"), label=str(model))
+        axes[1].plot(one["rank"], one["rank_histogram"], drawstyle="steps-mid", label=str(model))
+    axes[0].set(title=f"{title} CRPS against lead time", xlabel="lead time", ylabel="CRPS")
+    axes[1].set(title="rank histogram of the truth", xlabel="rank", ylabel="frequency")
+    axes[0].legend(fontsize=7)
+    first = ensemble_array(truth, "truth")[0]
+    shown = ["solver"] if "solver" in ensembles else []
+    shown += [k for k in ensembles if k != "solver"][:1]
+    for name, colour in zip(shown, ("grey", "tab:blue")):
+        members = ensemble_array(ensembles[name], name)[0]
+        for k, member in enumerate(members):
+            label = name if k == 0 else None
+            axes[2].plot(lead, member[:, component], color=colour, lw=0.5, alpha=0.5, label=label)
+    axes[2].plot(lead, first[:, component], "k", lw=1.5, label="truth")
+    axes[2].set(title=f"{title} ensemble fan (state {component})", xlabel="lead time")
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
