@@ -19,7 +19,7 @@ Per system, trajectories start on the attractor and cover one characteristic per
   mean trajectory; MMF 1 / 2 steps, flow matching 50 steps, regression (same budget), nearest
   neighbour.
 
-Every model is the ``"trajectory_ensemble"`` (forecast) or ``"trajectory_map"`` (map) recipe.
+Every model is the ``"trajectory_forecast"`` (forecast) or ``"trajectory_map"`` (map) recipe.
 The scores are an ``xarray.Dataset`` (``chaos.nc``, dims ``system, model, lead_time, state``)
 beside ``chaos.json`` / ``chaos.md`` and plots.
 
@@ -139,12 +139,12 @@ def forecast_system(name: str, cfg: dict, seed: int) -> dict:
     )
     ens["solver"] = ref
     ens["analog"], times["analog"] = _timed(lambda: _analog(cond, target, obs, setting, m))
-    mmf = _fit(target, cond, "trajectory_ensemble", cfg, cfg["steps"], seed)
+    mmf = _fit(target, cond, setting.recipe, cfg, cfg["steps"], seed)
     for k in (1, 2):
         ens[f"mmf-{k}"], times[f"mmf-{k}"] = _timed(
             lambda k=k: ode.forecast(mmf, setting, obs, members=m, steps=k, seed=seed)
         )
-    fm = _fit_budget(target, cond, "trajectory_ensemble", cfg, "fm", mmf.train_time_s, seed)
+    fm = _fit_budget(target, cond, setting.recipe, cfg, "fm", mmf.train_time_s, seed)
     ens[f"fm-{FM_STEPS}"], times[f"fm-{FM_STEPS}"] = _timed(
         lambda: ode.forecast(fm, setting, obs, members=m, steps=FM_STEPS, seed=seed)
     )

@@ -72,13 +72,10 @@ SUITES = {
     "full": SuiteConfig(n_train=4000, n_test=512, mmf_steps=6000, lorenz_steps=4000,
                         backbone={"depth": 3}, train={"ema_decay": 0.999}),
 }  # fmt: skip
-# Lorenz-63 differs from "trajectory_ensemble" in its output: the data estimate ("x") gave
-# SW / floor 1.17-1.52 against 1.57-1.68 with "u" at 1000 steps, seeds 0-3 (NOTES.md, "ODE").
-LORENZ_BACKBONE = {"prediction": "x"}
 
 
 def _recipe(cfg: SuiteConfig, name: str, steps: int, objective: str | None = None) -> Recipe:
-    backbone = {**cfg.backbone, **(LORENZ_BACKBONE if name == "trajectory_ensemble" else {})}
+    backbone = cfg.backbone
     train = {**cfg.train, "max_steps": steps, "log_every": 10}
     return resolve_recipe(name, backbone=backbone, objective=objective, train=train)
 

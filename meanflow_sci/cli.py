@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe",
         default="auto",
         help="auto (default: chosen from the data, see README), vectors, trajectory_map, "
-        "trajectory_ensemble, policy, images, images_large",
+        "trajectory_ensemble, trajectory_forecast, policy, images, images_large",
     )
     tr.add_argument(
         "--backbone",
