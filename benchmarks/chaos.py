@@ -20,7 +20,8 @@ Per system, trajectories start on the attractor and cover one characteristic per
   neighbour.
 
 Every model is the ``"trajectory_forecast"`` (forecast) or ``"trajectory_map"`` (map) recipe.
-The scores are an ``xarray.Dataset`` (``chaos.nc``, dims ``system, model, lead_time, state``)
+The scores are an ``xarray.Dataset`` (``chaos.nc``, dims ``system, model, lead_step, state``;
+``lead_time_value`` holds each flow's lead times)
 beside ``chaos.json`` / ``chaos.md`` and plots.
 
 Usage (needs ``pip install -e ".[dysts]"``):
@@ -175,7 +176,12 @@ def forecast_system(name: str, cfg: dict, seed: int) -> dict:
         )
     ds = xr.concat(scores, dim="model", coords="minimal", compat="override")
     return {
-        "scores": ds.expand_dims(system=[name]),
+        # Lead times differ between flows (each grid is its own period): index by step and keep
+        # the times as a variable, so that systems line up in one Dataset.
+        "scores": ds.assign(lead_time_value=("lead_time", ds["lead_time"].values))
+        .assign_coords(lead_time=np.arange(1, HORIZON + 1))
+        .rename(lead_time="lead_step")
+        .expand_dims(system=[name]),
         "rows": rows,
         "ess_median": float(np.median(ess)),
         "train_s": {"mmf": mmf.train_time_s, "fm": fm.train_time_s},
@@ -376,7 +382,9 @@ def plot(scores: xr.Dataset, report: dict, out: Path) -> list[str]:
     ensembles = {k: np.asarray(v)[None] for k, v in ex["example"].items()}
     truth = np.asarray(ex["example_truth"])[None]
     path = out / "chaos.png"
-    ode.plot_forecast(scores.sel(system=name), ensembles, truth, path, title=name)
+    one = scores.sel(system=name)
+    one = one.rename(lead_step="lead_time").assign_coords(lead_time=one["lead_time_value"].values)
+    ode.plot_forecast(one, ensembles, truth, path, title=name)
     return [str(path)]
 
 

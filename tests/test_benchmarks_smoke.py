@@ -361,5 +361,6 @@ def test_chaos_smoke_scores_every_method(tmp_path):
     import xarray as xr
 
     scores = xr.open_dataset(tmp_path / "chaos.nc")
-    assert scores["crps"].dims == ("system", "model", "lead_time", "state")
+    assert scores["crps"].dims == ("system", "model", "lead_step", "state")
+    assert scores["lead_time_value"].dims == ("system", "lead_step")
     assert (tmp_path / "chaos.png").exists() and (tmp_path / "chaos.md").exists()
