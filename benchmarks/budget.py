@@ -66,3 +66,12 @@ def seconds_per_step(fit_steps: Callable[[int], Any], steps: int) -> float:
 def steps_for(budget_s: float, s_per_step: float, minimum: int = 1) -> int:
     """Steps to schedule for ``budget_s``: the calibrated count with :data:`HEADROOM`."""
     return max(minimum, int(HEADROOM * budget_s / s_per_step))
+
+
+def fit_within(fit_steps: Callable[..., Any], budget_s: float, calib_steps: int) -> Any:
+    """Fit for ``budget_s`` of wall time: ``fit_steps(n)`` fits ``n`` steps and
+    ``fit_steps(n, budget_s)`` also stops at the budget with the LR's cosine on the clock
+    (:class:`TimeLimit`); a calibration (:func:`seconds_per_step`) schedules 3x the steps the
+    budget should buy, so the clock, not the step count, ends the run."""
+    sps = seconds_per_step(fit_steps, calib_steps)
+    return fit_steps(3 * steps_for(budget_s, sps), budget_s)

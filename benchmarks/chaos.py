@@ -46,11 +46,11 @@ from meanflow_sci.tasks.ode.forecasting import forecast_ensemble_array
 from meanflow_sci.tasks.ode.metrics import dynamics_residual
 
 try:
-    from benchmarks.budget import TimeLimit, seconds_per_step, steps_for
+    from benchmarks.budget import TimeLimit, fit_within
     from benchmarks.common import check_suite, machine_info, rows_md, task_parser
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/chaos.py
-    from budget import TimeLimit, seconds_per_step, steps_for
+    from budget import TimeLimit, fit_within
     from common import check_suite, machine_info, rows_md, task_parser
     from report import write_results
 
@@ -92,11 +92,11 @@ def _fit(data, cond, recipe: str, cfg: dict, steps: int, seed: int, objective=No
 
 def _fit_budget(data, cond, recipe, cfg, objective, budget_s, seed):
     """``objective`` on the recipe's backbone for ``budget_s`` of wall time (calibrated steps)."""
-    sps = seconds_per_step(
-        lambda n: _fit(data, cond, recipe, cfg, n, seed, objective), cfg["calib_steps"]
-    )
-    steps = 3 * steps_for(budget_s, sps)
-    return _fit(data, cond, recipe, cfg, steps, seed, objective, budget=budget_s)
+
+    def fit_steps(n: int, budget: float | None = None):
+        return _fit(data, cond, recipe, cfg, n, seed, objective, budget=budget)
+
+    return fit_within(fit_steps, budget_s, cfg["calib_steps"])
 
 
 def _timed(fn):

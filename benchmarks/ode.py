@@ -29,11 +29,11 @@ from meanflow_sci.recipes import Recipe, resolve_recipe
 from meanflow_sci.tasks import ode
 
 try:
-    from benchmarks.budget import TimeLimit, seconds_per_step, steps_for
+    from benchmarks.budget import TimeLimit, fit_within
     from benchmarks.common import check_suite, machine_info, median_times, pyplot, rows_md
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/<name>.py
-    from budget import TimeLimit, seconds_per_step, steps_for
+    from budget import TimeLimit, fit_within
     from common import check_suite, machine_info, median_times, pyplot, rows_md
     from report import write_results
 
@@ -109,9 +109,12 @@ def _solver_row(ds, **extra: Any) -> dict:
 def _fit_in_budget(data, cond, objective: str, cfg: SuiteConfig, budget_s: float, device, seed):
     """Fit ``objective`` for ``budget_s`` of wall time: the clock stops the run and drives the
     LR's cosine; a calibration caps the step count at 3x what the budget should buy."""
-    recipe = lambda n: _recipe(cfg, "trajectory_map", n, objective)  # noqa: E731
-    sps = seconds_per_step(lambda n: _fit(data, cond, recipe(n), device, seed), cfg.calib_steps)
-    return _fit(data, cond, recipe(3 * steps_for(budget_s, sps)), device, seed, budget_s=budget_s)
+
+    def fit_steps(n: int, budget: float | None = None):
+        recipe = _recipe(cfg, "trajectory_map", n, objective)
+        return _fit(data, cond, recipe, device, seed, budget_s=budget)
+
+    return fit_within(fit_steps, budget_s, cfg.calib_steps)
 
 
 def _row(method: str, steps: Any, res: dict, train_s: float, train_steps: Any) -> dict:

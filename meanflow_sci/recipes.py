@@ -242,6 +242,12 @@ def _logit_normal(mu: float, sigma: float, ratio: float) -> dict[str, Any]:
     return {"name": "logit_normal", "mu": mu, "sigma": sigma, "ratio_r_neq_t": ratio}
 
 
+# The two trajectory-distribution recipes differ only in the network's output.
+_ENSEMBLE_OBJECTIVE = ObjectiveConfig(
+    "mmf", lam=0.0, time_sampler=_logit_normal(0.0, 1.0, 0.25), adaptive_p=1.0
+)
+_ENSEMBLE_TRAIN = TrainConfig(max_steps=2000, batch_size=256, lr=3e-3, ema_decay=0.99)
+
 RECIPES: dict[str, Recipe] = {
     "vectors": Recipe(
         name="vectors",
@@ -279,10 +285,8 @@ RECIPES: dict[str, Recipe] = {
         # one-step SW / floor 1.14 against 1.42 and dynamics residual 0.18 against 0.69 with the
         # velocity output (solver 0.011), two steps 1.01 / 0.035 (benchmarks/NOTES.md, "Chaos").
         backbone=BackboneConfig("mlp", prediction="x", options={"hidden": 512, "depth": 2}),
-        objective=ObjectiveConfig(
-            "mmf", lam=0.0, time_sampler=_logit_normal(0.0, 1.0, 0.25), adaptive_p=1.0
-        ),
-        train=TrainConfig(max_steps=2000, batch_size=256, lr=3e-3, ema_decay=0.99),
+        objective=_ENSEMBLE_OBJECTIVE,
+        train=_ENSEMBLE_TRAIN,
     ),
     "trajectory_forecast": Recipe(
         name="trajectory_forecast",
@@ -292,10 +296,8 @@ RECIPES: dict[str, Recipe] = {
         # onto its mean (dysts Rossler forecasts: one-step spread-skill 0.23, 90 % coverage
         # 0.46 against 1.85 / 0.98 here and 1.01 / 0.92 for the solver; benchmarks/NOTES.md).
         backbone=BackboneConfig("mlp", options={"hidden": 512, "depth": 2}),
-        objective=ObjectiveConfig(
-            "mmf", lam=0.0, time_sampler=_logit_normal(0.0, 1.0, 0.25), adaptive_p=1.0
-        ),
-        train=TrainConfig(max_steps=2000, batch_size=256, lr=3e-3, ema_decay=0.99),
+        objective=_ENSEMBLE_OBJECTIVE,
+        train=_ENSEMBLE_TRAIN,
     ),
     "policy": Recipe(
         name="policy",

@@ -39,6 +39,7 @@ from torch import Tensor
 
 from meanflow_sci.errors import InputError, check_positive_int, describe
 
+from .scores import ensemble_array
 from .settings import check_dataset
 from .simulate import integrate
 from .systems import ODESystem, get_system
@@ -60,9 +61,10 @@ class ForecastSetting:
         window: observed points ``W`` (the first ``W`` of each trajectory).
         horizon: forecast points ``H`` (the ``H`` after the window).
         observed: indices of the observed state components.
-        sigma: observation-noise standard deviation per observed component (data units).
+        noise: observation-noise standard deviation as a fraction of each component's spread.
         scale: spread of every state component in the data the setting was made from (the
-            proposal width of :func:`reference_ensemble` is ``sigma / scale`` of it).
+            noise of component ``j`` is ``noise * scale[j]`` in data units, and so is the
+            proposal width of :func:`reference_ensemble`).
         dt: grid spacing (lead times are ``dt, 2 dt, ..., H dt``).
         state_names: names of all state components.
     """
@@ -70,7 +72,7 @@ class ForecastSetting:
     window: int
     horizon: int
     observed: tuple[int, ...]
-    sigma: tuple[float, ...]
+    noise: float
     scale: tuple[float, ...]
     dt: float
     state_names: tuple[str, ...]
@@ -92,9 +94,9 @@ class ForecastSetting:
         return self.dt * np.arange(1, self.horizon + 1, dtype=np.float64)
 
     @property
-    def noise_level(self) -> float:
-        """The noise as a fraction of the observed components' spread."""
-        return float(np.mean([s / self.scale[j] for s, j in zip(self.sigma, self.observed)]))
+    def sigma(self) -> tuple[float, ...]:
+        """Observation-noise standard deviation of each observed component, in data units."""
+        return tuple(self.noise * self.scale[j] for j in self.observed)
 
     def _check(self, ds: xr.Dataset, name: str = "ds") -> np.ndarray:
         check_dataset(ds, name)
@@ -197,7 +199,7 @@ def forecast_setting(
         window=int(window),
         horizon=int(horizon),
         observed=obs,
-        sigma=tuple(float(noise * scale[j]) for j in obs),
+        noise=float(noise),
         scale=tuple(float(v) for v in scale),
         dt=float(t[1] - t[0]),
         state_names=names,
@@ -248,13 +250,7 @@ def forecast(
         InputError: an observation whose shape does not match the setting.
     """
     check_positive_int("members", members)
-    obs = observation
-    if hasattr(obs, "detach"):
-        obs = obs.detach().cpu().numpy()
-    try:
-        obs = np.asarray(obs, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise InputError(f"observation: expected an array, got {describe(observation)}") from err
+    obs = ensemble_array(observation, "observation")
     k, w = len(setting.observed), setting.window
     single = obs.ndim == 2 and obs.shape == (w, k)
     if single:
@@ -269,9 +265,9 @@ def forecast(
     n = len(obs)
     cond = torch.as_tensor(np.repeat(obs, members, axis=0), dtype=torch.float32)
     out = model.sample(cond=cond, steps=steps, seed=seed)
-    out = out.detach().cpu().numpy() if hasattr(out, "detach") else np.asarray(out)
+    out = ensemble_array(out, "samples")
     out = out.reshape(n, members, setting.horizon, len(setting.state_names))
-    return forecast_ensemble_array(out.astype(np.float64), setting, single)
+    return forecast_ensemble_array(out, setting, single)
 
 
 def reference_ensemble(
@@ -309,12 +305,12 @@ def reference_ensemble(
     if obs.shape != (n, w, k):
         raise InputError(f"observation: expected shape {(n, w, k)}, got {describe(obs)}")
     lead = x[:, : w + setting.horizon]
-    if setting.noise_level == 0:
+    if setting.noise == 0:
         ens = np.repeat(lead[:, None, w:], members, axis=1)
         return forecast_ensemble_array(ens, setting, False), np.full(n, float(members))
     gen = torch.Generator().manual_seed(int(seed))
     rng = np.random.default_rng(seed)
-    width = setting.noise_level * torch.as_tensor(setting.scale, dtype=torch.float64)
+    width = setting.noise * torch.as_tensor(setting.scale, dtype=torch.float64)
     start = torch.as_tensor(x[:, 0], dtype=torch.float64)
     eps = torch.randn(n, candidates, start.shape[1], generator=gen, dtype=torch.float64)
     x0 = (start[:, None] + width * eps).reshape(n * candidates, -1)
