@@ -26,13 +26,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset, IterableDataset
 
 from meanflow_sci.core import Objective
 from meanflow_sci.core import sample as core_sample
 from meanflow_sci.data import Normalizer, cond_to_tensor, data_to_tensor, tensor_to_data
-from meanflow_sci.data.convert import cond_for_sampling
+from meanflow_sci.data.convert import cond_for_sampling, lazy_data_spec
+from meanflow_sci.data.stream import (
+    ArraySource,
+    DatasetSource,
+    DataStream,
+    IterableSource,
+    is_lazy_xarray,
+    scan,
+)
 from meanflow_sci.errors import (
     CheckpointError,
     InputError,
@@ -461,6 +471,123 @@ def _make_objective(objective: Any, config: ObjectiveConfig, max_steps: int) -> 
     return config.build(max_steps=max_steps)
 
 
+def _split_arrays(x, c, cond_spec, val_fraction: float, seed: int) -> tuple:
+    """``(train_x, train_c, val_x, val_c, normalizer, cond_normalizer)`` of in-memory data,
+    normalised; the validation rows are a seeded random subset."""
+    n_total = x.shape[0]
+    n_val = int(round(val_fraction * n_total)) if val_fraction > 0 else 0
+    if val_fraction > 0 and not 1 <= n_val < n_total:
+        raise InputError(
+            f"val_fraction: expected a fraction leaving at least one sample on each side of the "
+            f"split of N={n_total}, got {val_fraction!r}"
+        )
+    if n_val:
+        perm = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+    else:
+        val_idx, train_idx = None, slice(None)
+    x_train = x[train_idx]
+    c_train = None if c is None else c[train_idx]
+    normalizer = Normalizer.fit(x_train)
+    cond_normalizer = None
+    if cond_spec is not None and cond_spec["kind"] == "vector":
+        cond_normalizer = Normalizer.fit(c_train, mode="standard")
+    norm = _Normalise(normalizer, cond_normalizer)
+    train_x, train_c = norm((x_train, c_train))
+    val_x, val_c = (None, None) if val_idx is None else norm((x[val_idx], _rows(c, val_idx)))
+    return train_x, train_c, val_x, val_c, normalizer, cond_normalizer
+
+
+def _rows(t: torch.Tensor | None, idx: Any) -> torch.Tensor | None:
+    return None if t is None else t[idx]
+
+
+class _Normalise:
+    """The normalisers as a batch transform ``(x, cond) -> (x, cond)`` (picklable for the
+    DataLoader's workers)."""
+
+    def __init__(self, normalizer: Normalizer, cond_normalizer: Normalizer | None) -> None:
+        self.normalizer, self.cond_normalizer = normalizer, cond_normalizer
+
+    def __call__(self, batch: tuple) -> tuple:
+        x, c = batch
+        if c is not None and self.cond_normalizer is not None:
+            c = self.cond_normalizer.normalize(c)
+        return self.normalizer.normalize(x), c
+
+
+def _stream_source(data: Any, var: str | None) -> tuple[Any, dict | None]:
+    """``(source, data_spec)`` for data that streams (a lazy xarray object, a torch Dataset),
+    ``(None, None)`` for in-memory arrays."""
+    if isinstance(data, IterableDataset):
+        source = IterableSource(data)
+    elif isinstance(data, Dataset):
+        source = DatasetSource(data)
+    elif is_lazy_xarray(data):
+        da, spec = lazy_data_spec(data, var=var)
+        return ArraySource(da), spec
+    else:
+        return None, None
+    if var is not None:
+        raise InputError(f"var: only used with an xarray.Dataset, got var={var!r} for a Dataset")
+    return source, {"kind": "torch", "dtype": "float32", "shape": list(source.sample_shape)}
+
+
+def _peek(source: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if isinstance(source, IterableSource):
+        return next(source.items(1))
+    return source.read(np.zeros(1, dtype=np.int64))
+
+
+def _item_cond_spec(source: Any, num_classes: int | None) -> dict | None:
+    """The condition a Dataset's items carry: labels (classes counted in the statistics pass)
+    or float vectors."""
+    _, c = _peek(source)
+    if c is None:
+        return None
+    if not c.is_floating_point():
+        return {"kind": "labels", "num_classes": num_classes, "dims": None}
+    return {"kind": "vector", "dim": int(c.shape[1]), "shape": list(c.shape[1:]), "dims": None}
+
+
+def _split_stream(source: Any, c, cond_spec, val_fraction: float, seed: int) -> tuple:
+    """``(train, val, normalizer, cond_normalizer)`` of streamed data: whole blocks go to
+    validation, and the statistics come from one pass over the training rows."""
+    if c is not None:
+        source.cond = c
+    val = None
+    if val_fraction > 0:
+        if isinstance(source, IterableSource):
+            raise InputError(
+                "val_fraction: an IterableDataset cannot be split, expected 0, got "
+                f"{val_fraction!r} (pass a map-style Dataset or hold out data yourself)"
+            )
+        source, val = source.split(val_fraction, seed)
+    conds: list[torch.Tensor] = []
+
+    def xs():
+        for x, cb in scan(source):
+            if cb is not None:
+                conds.append(cb)
+            yield x
+
+    normalizer = Normalizer.fit_batches(xs(), tuple(source.sample_shape))
+    cond_normalizer = None
+    kind = None if cond_spec is None else cond_spec["kind"]
+    if conds and kind == "labels":
+        labels = torch.cat(conds)
+        low, high = int(labels.min()), int(labels.max())
+        k = cond_spec["num_classes"]
+        if low < 0 or (k is not None and high >= k):
+            raise InputError(
+                f"data: expected class labels in [0, {k or 'K'}), got values in [{low}, {high}]"
+            )
+        cond_spec["num_classes"] = k or high + 1
+    if kind == "vector":
+        cond_normalizer = Normalizer.fit(torch.cat(conds) if conds else c, mode="standard")
+    return source, val, normalizer, cond_normalizer
+
+
 def fit(
     data: Any,
     cond: Any = None,
@@ -525,14 +652,23 @@ def fit(
         (10, 3)
     """
     # Everything is checked before training starts or a file is written.
-    x, data_spec = data_to_tensor(data, var=var)
-    n_total, sample_shape = x.shape[0], tuple(x.shape[1:])
+    num_classes = backbone.get("num_classes") or None if isinstance(backbone, Mapping) else None
+    source, data_spec = _stream_source(data, var)
+    if source is None:
+        x, data_spec = data_to_tensor(data, var=var)
+        n_total, sample_shape = x.shape[0], tuple(x.shape[1:])
+    else:
+        x, n_total, sample_shape = None, source.n, tuple(source.sample_shape)
     c, cond_spec = (None, None)
     if cond is not None:
-        num_classes = None
-        if isinstance(backbone, Mapping):
-            num_classes = backbone.get("num_classes") or None
+        if source is not None and not isinstance(source, ArraySource):
+            raise InputError(
+                f"cond: a Dataset gives its condition with each item (x, cond), expected None, "
+                f"got {describe(cond)}"
+            )
         c, cond_spec = cond_to_tensor(cond, n=n_total, num_classes=num_classes)
+    elif source is not None:
+        cond_spec = _item_cond_spec(source, num_classes)
     if isinstance(recipe, str) and recipe == "auto":
         name, reason = choose_recipe(sample_shape, None if cond_spec is None else cond_spec["kind"])
         _log.info("recipe %r: %s", name, reason)
@@ -574,29 +710,40 @@ def fit(
     for key in sorted(given & {"checkpoint_every", "keep_last"}):
         if checkpoint_dir is None:
             raise InputError(f"train[{key!r}]: applies to checkpoints, but checkpoint_dir is None")
+    if "num_workers" in given and source is None:
+        raise InputError(
+            "train['num_workers']: applies to streamed data (a lazy xarray object or a torch "
+            "Dataset), but data is in memory"
+        )
     if "val_every" in given and val_fraction == 0:
         raise InputError("train['val_every']: applies to validation, but val_fraction is 0")
 
-    n_val = int(round(val_fraction * n_total)) if val_fraction > 0 else 0
-    if val_fraction > 0 and not 1 <= n_val < n_total:
-        raise InputError(
-            f"val_fraction: expected a fraction leaving at least one sample on each side of the "
-            f"split of N={n_total}, got {val_fraction!r}"
+    if source is None:
+        train_x, train_c, val_x, val_c, normalizer, cond_normalizer = _split_arrays(
+            x, c, cond_spec, val_fraction, seed
         )
-    gen = torch.Generator().manual_seed(seed)
-    if n_val:
-        perm = torch.randperm(n_total, generator=gen)
-        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        n_train, label_cond = train_x.shape[0], train_c
     else:
-        val_idx, train_idx = None, slice(None)
-    x_train = x[train_idx]
-    c_train = None if c is None else c[train_idx]
-    config = dataclasses.replace(config, batch_size=min(config.batch_size, x_train.shape[0]))
-
-    normalizer = Normalizer.fit(x_train)
-    cond_normalizer = None
-    if cond_spec is not None and cond_spec["kind"] == "vector":
-        cond_normalizer = Normalizer.fit(c_train, mode="standard")
+        train_x, val_x, normalizer, cond_normalizer = _split_stream(
+            source, c, cond_spec, val_fraction, seed
+        )
+        n_train, train_c, val_c = train_x.n, None, None
+        label_cond = _peek(source)[1]
+    config = dataclasses.replace(config, batch_size=min(config.batch_size, n_train))
+    if source is not None:
+        transform = _Normalise(normalizer, cond_normalizer)
+        train_x, val_x = (
+            None
+            if src is None
+            else DataStream(
+                src,
+                config.batch_size,
+                config.seed,
+                num_workers=config.num_workers,
+                transform=transform,
+            )  # fmt: skip
+            for src in (train_x, val_x)
+        )
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # reproducible initial weights without touching the caller's RNG
@@ -608,12 +755,7 @@ def fit(
     # Options that group a batch by class label: refused before any training step, with the
     # message the step itself would give.
     for need in obj.label_needs():
-        check_label_cond(*need, c_train)
-
-    def prep_cond(t: torch.Tensor | None) -> torch.Tensor | None:
-        if t is None or cond_normalizer is None:
-            return t
-        return cond_normalizer.normalize(t)
+        check_label_cond(*need, label_cond)
 
     record = {
         "recipe": resolved.to_dict(),
@@ -626,12 +768,12 @@ def fit(
     trainer = Trainer(
         net,
         obj,
-        normalizer.normalize(x_train),
-        prep_cond(c_train),
+        train_x,
+        train_c,
         config=config,
         checkpoint_dir=checkpoint_dir,
-        val_data=None if val_idx is None else normalizer.normalize(x[val_idx]),
-        val_cond=None if (val_idx is None or c is None) else prep_cond(c[val_idx]),
+        val_data=val_x,
+        val_cond=val_c,
         callbacks=callbacks,
         metadata={"data_spec": data_spec, "cond_spec": cond_spec, "fit": record},
     )

@@ -158,6 +158,7 @@ def test_every_backbone_and_train_field_acts_or_raises():
         "checkpoint_every",
         "keep_last",
         "val_every",
+        "num_workers",
         "max_nonfinite",
         "max_rollbacks",
         "device",

@@ -23,6 +23,7 @@ from meanflow_sci.errors import InputError, check_finite, describe
 __all__ = [
     "SAMPLE_DIM",
     "data_to_tensor",
+    "lazy_data_spec",
     "tensor_to_data",
     "cond_to_tensor",
     "cond_for_sampling",
@@ -130,6 +131,51 @@ def _select_var(data: Any, var: str | None, name: str) -> Any:
     return data[var]
 
 
+def _xarray_spec(da: Any) -> dict:
+    """The dims, non-sample coords, attrs and name of a DataArray (its values are not read)."""
+    coords = {}
+    for cname, coord in da.coords.items():
+        if SAMPLE_DIM in coord.dims:
+            continue  # per-sample coords do not describe generated samples
+        coords[str(cname)] = {
+            "dims": [str(d) for d in coord.dims],
+            "attrs": _jsonable_attrs(dict(coord.attrs)),
+            **_encode_values(coord.values),
+        }
+    return dict(
+        dims=[str(d) for d in da.dims],
+        coords=coords,
+        attrs=_jsonable_attrs(dict(da.attrs)),
+        name=None if da.name is None else str(da.name),
+    )
+
+
+def lazy_data_spec(data: Any, *, var: str | None = None, name: str = "data") -> tuple[Any, dict]:
+    """``(DataArray, spec)`` for a lazily opened xarray object, without reading its values.
+
+    The spec is the one :func:`data_to_tensor` gives for the same object once loaded.
+    """
+    if _is_dataset(data):
+        da = _select_var(data, var, name)
+        spec = {"kind": "dataset", "var": str(var),
+                "dataset_attrs": _jsonable_attrs(dict(data.attrs))}  # fmt: skip
+    elif var is not None:
+        raise InputError(
+            f"var: only used with an xarray.Dataset, got var={var!r} for {describe(data)}"
+        )
+    else:
+        da, spec = data, {"kind": "dataarray"}
+    _check_sample_dim(da, name)
+    if da.dtype.kind not in "biuf" or da.ndim < 2 or da.shape[0] == 0:
+        raise InputError(
+            f"{name}: expected a non-empty real numeric array (N, *sample_shape) with at least "
+            f"2 dims, got {describe(da)}"
+        )
+    dtype = str(da.dtype) if da.dtype.kind == "f" else "float32"
+    spec.update(_xarray_spec(da), dtype=dtype, shape=[int(s) for s in da.shape[1:]])
+    return da, spec
+
+
 def data_to_tensor(
     data: Any, *, var: str | None = None, name: str = "data"
 ) -> tuple[torch.Tensor, dict]:
@@ -169,21 +215,7 @@ def data_to_tensor(
     if da is not None:
         _check_sample_dim(da, name)
         arr = _as_numpy(da.values, name)
-        coords = {}
-        for cname, coord in da.coords.items():
-            if SAMPLE_DIM in coord.dims:
-                continue  # per-sample coords do not describe generated samples
-            coords[str(cname)] = {
-                "dims": [str(d) for d in coord.dims],
-                "attrs": _jsonable_attrs(dict(coord.attrs)),
-                **_encode_values(coord.values),
-            }
-        spec.update(
-            dims=[str(d) for d in da.dims],
-            coords=coords,
-            attrs=_jsonable_attrs(dict(da.attrs)),
-            name=None if da.name is None else str(da.name),
-        )
+        spec.update(_xarray_spec(da))
         dtype = str(arr.dtype)
     elif isinstance(data, torch.Tensor):
         if data.is_complex() or data.dtype == torch.bool:

@@ -15,7 +15,7 @@ weights and read back without unpickling: the normaliser travels with the model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 
@@ -88,30 +88,49 @@ class Normalizer:
             mode: ``"auto"`` (minmax for images, standard otherwise), ``"standard"``,
                 ``"minmax"`` or ``"none"``.
         """
-        check_choice("mode", mode, ("auto", *NORMALIZER_MODES))
         if not isinstance(x, torch.Tensor) or x.ndim < 1 or x.shape[0] < 1:
             raise InputError(
                 f"x: expected a tensor of shape (N, ...) with N >= 1, got {describe(x)}"
             )
-        sample_shape = tuple(x.shape[1:])
+        return cls.fit_batches([x], tuple(x.shape[1:]), mode)
+
+    @classmethod
+    def fit_batches(
+        cls, batches: Iterable[torch.Tensor], sample_shape: tuple[int, ...], mode: str = "auto"
+    ) -> Normalizer:
+        """Fit the statistics in one pass over ``batches`` ``(B, *sample_shape)`` (data that
+        does not fit in memory); the result equals :meth:`fit` on their concatenation up to
+        float64 round-off."""
+        check_choice("mode", mode, ("auto", *NORMALIZER_MODES))
         if mode == "auto":
             mode = default_mode(sample_shape)
         stat_shape = _feature_shape(sample_shape)
         if mode == "none":
             return cls(torch.zeros(stat_shape), torch.ones(stat_shape), mode)
-        # Statistics in float64: float32 sums over large N lose digits.
-        x64 = x.detach().to("cpu", torch.float64)
-        if len(sample_shape) == 3:  # images: channel axis first
-            flat = x64.transpose(0, 1).reshape(sample_shape[0], -1).T
-        elif stat_shape:
-            flat = x64.reshape(-1, sample_shape[-1])
-        else:
-            flat = x64.reshape(-1, 1)
+        count, ref, total, squares, lo, hi = 0, None, 0.0, 0.0, None, None
+        for x in batches:
+            # Statistics in float64: float32 sums over large N lose digits.
+            x64 = x.detach().to("cpu", torch.float64)
+            if len(sample_shape) == 3:  # images: channel axis first
+                flat = x64.transpose(0, 1).reshape(sample_shape[0], -1).T
+            elif stat_shape:
+                flat = x64.reshape(-1, sample_shape[-1])
+            else:
+                flat = x64.reshape(-1, 1)
+            if ref is None:  # sums about the first batch's mean keep the variance accurate
+                ref = flat.mean(0)
+            d = flat - ref
+            count, total, squares = count + len(flat), total + d.sum(0), squares + (d * d).sum(0)
+            b_lo, b_hi = flat.min(0).values, flat.max(0).values
+            lo = b_lo if lo is None else torch.minimum(lo, b_lo)
+            hi = b_hi if hi is None else torch.maximum(hi, b_hi)
+        if ref is None:
+            raise InputError("x: expected at least one sample to fit a normaliser, got none")
         if mode == "standard":
-            shift = flat.mean(0)
-            scale = flat.std(0, unbiased=False)
+            mean = total / count
+            shift = ref + mean
+            scale = (squares / count - mean * mean).clamp_min(0).sqrt()
         else:  # minmax: map [min, max] to [-1, 1]
-            lo, hi = flat.min(0).values, flat.max(0).values
             shift = (hi + lo) / 2
             scale = (hi - lo) / 2
         scale = torch.where(scale < _MIN_SCALE, torch.ones_like(scale), scale)

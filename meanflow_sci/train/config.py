@@ -56,6 +56,8 @@ class TrainConfig:
         max_nonfinite: non-finite steps in a row before rolling back.
         max_rollbacks: rollbacks allowed before raising TrainingDivergedError.
         progress: show a tqdm progress bar.
+        num_workers: DataLoader worker processes reading streamed data (0: read in the training
+            process; in-memory data is never read by workers).
     """
 
     max_steps: int = 2000
@@ -77,6 +79,7 @@ class TrainConfig:
     max_nonfinite: int = 5
     max_rollbacks: int = 3
     progress: bool = True
+    num_workers: int = 0
 
     def __post_init__(self) -> None:
         check_positive_int("max_steps", self.max_steps)
@@ -120,6 +123,7 @@ class TrainConfig:
         check_positive_int("keep_last", self.keep_last)
         check_positive_int("max_nonfinite", self.max_nonfinite)
         check_positive_int("max_rollbacks", self.max_rollbacks, minimum=0)
+        check_positive_int("num_workers", self.num_workers, minimum=0)
         if not isinstance(self.progress, bool):
             raise InputError(f"progress: expected True or False, got {self.progress!r}")
 
@@ -223,6 +227,22 @@ def check_trainer_inputs(
         json.dumps(metadata)
     except (TypeError, ValueError) as exc:
         raise InputError(f"metadata: expected a JSON-able dict, got {describe(metadata)}") from exc
+    from meanflow_sci.data.stream import DataStream
+
+    if isinstance(data, DataStream):
+        if cond is not None:
+            raise InputError(
+                f"cond: a DataStream carries its own condition, expected None, got {describe(cond)}"
+            )
+        data.check()
+        if val_data is not None and (
+            not isinstance(val_data, DataStream) or val_data.sample_shape != data.sample_shape
+        ):
+            raise InputError(
+                f"val_data: expected a DataStream of samples {data.sample_shape} like data, got "
+                f"{describe(val_data)}"
+            )
+        return
     _check_data("data", data)
     _check_cond("cond", cond, data.shape[0], "data")
     if val_data is None:

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from meanflow_sci.core.protocol import Objective
+from meanflow_sci.data.stream import DataStream
 from meanflow_sci.errors import CheckpointError, InputError, TrainingDivergedError, describe
 from meanflow_sci.train.checkpoint import (
     flatten_optimizer_state,
@@ -86,11 +87,13 @@ class Trainer:
         objective: a :class:`meanflow_sci.core.Objective`: ``objective(model, x, cond, *, step,
             noise) -> LossOutput`` with per-sample ``loss`` and ``mse`` of shape (B,) and the
             ``lam`` used.
-        data: float tensor (N, *sample_shape), already normalised.
-        cond: None, float (N, C) or integer labels (N,).
+        data: float tensor (N, *sample_shape), already normalised, or a
+            :class:`~meanflow_sci.data.stream.DataStream` (data read from disk batch by batch,
+            normalised by its transform; it carries its own condition).
+        cond: None, float (N, C) or integer labels (N,); None with a stream.
         config: a :class:`TrainConfig`.
         checkpoint_dir: folder for checkpoints and ``train_log.jsonl`` (None: nothing written).
-        val_data: optional float tensor (M, *sample_shape) scored with the EMA model.
+        val_data: optional float tensor (M, *sample_shape) or stream scored with the EMA model.
         val_cond: its conditions, like ``cond``.
         callbacks: callables ``cb(trainer, record)`` run after each logged step; one may set
             ``trainer.should_stop = True`` to end training (a checkpoint is still written).
@@ -138,9 +141,20 @@ class Trainer:
         self.model = model.to(self.device)
         broadcast_module(self.model)
         dtype = next(p for p in self.model.parameters() if p.is_floating_point()).dtype
+        self.stream = data if isinstance(data, DataStream) else None
+        self.val_stream = val_data if isinstance(val_data, DataStream) else None
+        if self.stream is not None:
+            data = None
+        if self.val_stream is not None:
+            val_data = None
         self.data, self.cond, self.val_data, self.val_cond = (
             to_device(v, self.device, dtype) for v in (data, cond, val_data, val_cond)
         )
+        self.sample_shape = (
+            self.stream.sample_shape if self.stream is not None else tuple(self.data.shape[1:])
+        )
+        self._dtype = dtype
+        self._batches: Any = None  # the stream's DataLoader iterator while training
         self.callbacks = callbacks
         self.metadata = metadata
 
@@ -152,6 +166,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.noise_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.step = 0
+        self.batches_drawn = 0  # global batches read from a stream (its position on resume)
         self.history: list[dict[str, Any]] = []
         self.lr_scale = 1.0
         self.rollbacks = 0
@@ -187,6 +202,7 @@ class Trainer:
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
             "ema_updates": self.ema.updates,
+            "batches_drawn": self.batches_drawn,
             "world_size": self.dist.world_size,
             "objective": self.objective.config(),  # for reference only
             "model_class": type(self.model).__name__,
@@ -215,6 +231,7 @@ class Trainer:
         self.lr_scale = float(state["lr_scale"])
         self.ema.updates = int(state["ema_updates"])
         if restore_rng:
+            self.batches_drawn = int(state.get("batches_drawn", 0))
             self.generator.set_state(tensors["rng.batch"])
             self.noise_generator.set_state(tensors["rng.noise"])
             torch.set_rng_state(tensors["rng.torch"])
@@ -235,15 +252,21 @@ class Trainer:
         is exactly the batch a single process would draw.
         """
         batch, world, rank = self.config.batch_size, self.dist.world_size, self.dist.rank
-        idx = torch.randint(self.data.shape[0], (batch,), generator=self.generator)
-        noise = torch.randn(
-            (batch, *self.data.shape[1:]),
-            generator=self.noise_generator,
-            device=self.device,
-            dtype=self.data.dtype,
-        )
         share = batch // world
         rows = slice(rank * share, (rank + 1) * share)
+        if self.stream is None:
+            idx = torch.randint(self.data.shape[0], (batch,), generator=self.generator)
+        noise = torch.randn(
+            (batch, *self.sample_shape),
+            generator=self.noise_generator,
+            device=self.device,
+            dtype=self._dtype,
+        )
+        if self.stream is not None:
+            x, cond = next(self._batches)  # this rank's rows of the next global batch
+            self.batches_drawn += 1
+            x, cond = (to_device(v, self.device, self._dtype) for v in (x, cond))
+            return x, cond, noise[rows]
         idx = idx[rows].to(self.device)
         cond = None if self.cond is None else self.cond[idx]
         return self.data[idx], cond, noise[rows]
@@ -287,7 +310,7 @@ class Trainer:
         Uses fixed seeds and leaves the training RNG streams untouched, so successive
         validations are comparable and training is unaffected.
         """
-        if self.val_data is None:
+        if self.val_data is None and self.val_stream is None:
             raise InputError("val_data: evaluate() needs val_data, got None")
         model = self.ema.module if model is None else model
         devices = [self.device] if self.device.type == "cuda" else []
@@ -295,15 +318,23 @@ class Trainer:
         total, count = 0.0, 0
         with torch.random.fork_rng(devices=devices), self.objective.evaluating():
             torch.manual_seed(self.config.seed + 3)
-            for start in range(0, self.val_data.shape[0], self.config.batch_size):
-                x = self.val_data[start : start + self.config.batch_size]
-                cond = None if self.val_cond is None else self.val_cond[start : start + len(x)]
+            for x, cond in self._val_batches():
                 noise = torch.randn(x.shape, generator=gen, device=self.device, dtype=x.dtype)
                 with autocast(self.device, self.autocast_dtype):
                     out = self.objective(model, x, cond, step=self.step, noise=noise)
                 total += float(out.mse.float().sum())
                 count += x.shape[0]
         return total / count
+
+    def _val_batches(self):
+        size = self.config.batch_size
+        if self.val_stream is not None:
+            for x, cond in self.val_stream.sequential(size):
+                yield (to_device(v, self.device, self._dtype) for v in (x, cond))
+            return
+        for start in range(0, self.val_data.shape[0], size):
+            x = self.val_data[start : start + size]
+            yield x, None if self.val_cond is None else self.val_cond[start : start + len(x)]
 
     def save_checkpoint(self) -> Path | None:
         """Checkpoint the current step (rank 0 only); skipped if the weights are not finite."""
@@ -414,6 +445,13 @@ class Trainer:
         )
         window, bad, since = [], 0, (self.step, time.perf_counter())
         saved_at = self.step if newest is not None else -1
+        if self.stream is not None:
+            self._batches = self.stream.batches(
+                self.batches_drawn,
+                rank=self.dist.rank,
+                world=self.dist.world_size,
+                pin_memory=self.device.type == "cuda",
+            )
         try:
             while self.step < cfg.max_steps and not self.should_stop:
                 out = self.train_step(*self.next_batch())
@@ -430,7 +468,7 @@ class Trainer:
                 bar.update(1)
                 window.append(out)
                 last = self.step == cfg.max_steps
-                val_due = self.val_data is not None and (
+                val_due = (self.val_data is not None or self.val_stream is not None) and (
                     last or (cfg.val_every > 0 and self.step % cfg.val_every == 0)
                 )
                 if self.step % cfg.log_every == 0 or val_due or last:
@@ -449,6 +487,7 @@ class Trainer:
                     self._take_snapshot()
         finally:
             bar.close()
+            self._batches = None  # ends the DataLoader's workers
         if saved_at != self.step:
             self.save_checkpoint()
         return TrainResult(
