@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from torch.utils.data import Dataset, IterableDataset
 from meanflow_sci.core import Objective
 from meanflow_sci.core import sample as core_sample
 from meanflow_sci.data import Normalizer, cond_to_tensor, data_to_tensor, tensor_to_data
-from meanflow_sci.data.convert import cond_for_sampling, lazy_data_spec
+from meanflow_sci.data.convert import SAMPLE_DIM, cond_for_sampling, lazy_data_spec
 from meanflow_sci.data.stream import (
     ArraySource,
     DatasetSource,
@@ -65,7 +65,7 @@ from meanflow_sci.recipes import (
     resolve_recipe,
 )
 from meanflow_sci.train import Trainer
-from meanflow_sci.train.checkpoint import read_folder, write_folder
+from meanflow_sci.train.checkpoint import check_parent_folders, read_folder, write_folder
 
 __all__ = [
     "fit",
@@ -83,6 +83,31 @@ _log = logging.getLogger("meanflow_sci")
 MODEL_FORMAT = "meanflow_sci.fitted_model/1"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
+
+
+NOISE_BLOCK = 4096  # samples whose noise one generator draws: block b of a seed is seeded (seed, b)
+
+
+def _noise_blocks(
+    n: int, shape: tuple[int, ...], seed: int | None
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(first row, noise)`` for rows ``[b * NOISE_BLOCK, (b + 1) * NOISE_BLOCK)`` of ``n``.
+
+    Block 0 is drawn from ``seed`` itself, block b > 0 from a seed derived from ``(seed, b)``,
+    so the noise of a row depends on the seed and the row only, never on how the rows are
+    batched, and no more than one block is held at a time.
+    """
+    for b, lo in enumerate(range(0, n, NOISE_BLOCK)):
+        gen = torch.Generator()
+        if seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(
+                seed
+                if b == 0
+                else int(np.random.SeedSequence([seed, b]).generate_state(1, np.uint64)[0])
+            )
+        yield lo, torch.randn((min(NOISE_BLOCK, n - lo), *shape), generator=gen)
 
 
 class FittedModel:
@@ -196,35 +221,67 @@ class FittedModel:
                 or float rows ``(n, ...)`` (a row of NaN is the null condition).
             steps: Network evaluations per sample (1 is the one-step sampler).
             seed: Makes the noise, hence the samples, reproducible.
-            batch_size: Samples per network call (bounds memory); None does all at once.
+            batch_size: Samples per network call (bounds memory); None: up to 4096 at once.
+                The samples of a seed do not depend on it.
 
         Returns:
             numpy array, torch tensor, ``xarray.DataArray`` or ``xarray.Dataset`` (as fitted) of
             shape ``(n, *sample_shape)``; xarray outputs keep dims, coords and attrs with a new
             ``sample`` index.
         """
+        tensors = [x for _, x in self._sample_tensors(n, cond, steps, seed, batch_size)]
+        return tensor_to_data(torch.cat(tensors), self.data_spec)
+
+    @torch.no_grad()
+    def sample_chunks(
+        self,
+        n: int | None = None,
+        *,
+        cond: Any = None,
+        steps: int = 1,
+        seed: int | None = None,
+        batch_size: int = NOISE_BLOCK,
+    ) -> Iterator[Any]:
+        """:meth:`sample` in pieces of at most ``batch_size`` samples (outputs too large to hold).
+
+        The pieces, concatenated, equal ``sample(n, cond=cond, steps=steps, seed=seed)``;
+        xarray pieces carry their slice of the ``sample`` index.
+        """
+        pieces = self._sample_tensors(n, cond, steps, seed, batch_size)  # checks the inputs now
+
+        def data() -> Iterator[Any]:
+            for lo, x in pieces:
+                out = tensor_to_data(x, self.data_spec)
+                if hasattr(out, "assign_coords"):
+                    out = out.assign_coords({SAMPLE_DIM: np.arange(lo, lo + len(x))})
+                yield out
+
+        return data()
+
+    def _sample_tensors(
+        self, n: int | None, cond: Any, steps: int, seed: int | None, batch_size: int | None
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Check the inputs, then return an iterator over ``(first row, samples)`` per call."""
         check_positive_int("steps", steps)
         c, n = self._cond_tensor(cond, n)
-        chunk = n if batch_size is None else check_positive_int("batch_size", batch_size)
+        chunk = NOISE_BLOCK if batch_size is None else check_positive_int("batch_size", batch_size)
         if seed is not None:
             check_positive_int("seed", seed, minimum=0)
-        gen = torch.Generator()
-        if seed is None:
-            gen.seed()
-        else:
-            gen.manual_seed(seed)
-        # Noise is drawn on the CPU so that a seed gives the same samples on every device.
-        noise = torch.randn((n, *self.sample_shape), generator=gen)
         param = next(self.model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        self.model.eval()
-        out = []
-        for i in range(0, n, chunk):
-            z = noise[i : i + chunk].to(device)
-            ci = None if c is None else c[i : i + chunk].to(device)
-            x = core_sample(self.model, z, ci, steps=steps, mode=self.sampling_mode)
-            out.append(self.normalizer.denormalize(x.float().cpu()))
-        return tensor_to_data(torch.cat(out), self.data_spec)
+
+        def pieces() -> Iterator[tuple[int, torch.Tensor]]:
+            self.model.eval()
+            for lo, noise in _noise_blocks(n, self.sample_shape, seed):
+                # Noise is drawn on the CPU so that a seed gives the same samples on any device.
+                for i in range(0, len(noise), chunk):
+                    z = noise[i : i + chunk].to(device)
+                    ci = None if c is None else c[lo + i : lo + i + len(z)].to(device)
+                    with torch.no_grad():
+                        x = core_sample(self.model, z, ci, steps=steps, mode=self.sampling_mode)
+                    yield lo + i, self.normalizer.denormalize(x.float().cpu())
+
+        return pieces()
 
     # -- saving ---------------------------------------------------------------------------------
     def config(self) -> dict:
@@ -315,9 +372,10 @@ def check_save_path(path: str | os.PathLike, *, name: str = "path") -> Path:
     """Check that a model may be saved at ``path``: new, an empty folder, or a saved model.
 
     Raises:
-        InputError: ``path`` is a file, or a folder holding anything but a saved model.
+        InputError: ``path`` is a file, a folder holding anything but a saved model, or lies
+            under a plain file.
     """
-    target = Path(path)
+    target = check_parent_folders(path, name)
     if target.exists():
         if not target.is_dir():
             raise InputError(
@@ -697,7 +755,10 @@ def fit(
     check_range("val_fraction", val_fraction, 0.0, 1.0)
     if resolved.objective.guidance is not None and cond is None:
         raise InputError("objective['guidance']: classifier-free guidance needs cond, got None")
-    if checkpoint_dir is not None and Path(checkpoint_dir).exists():
+    if (
+        checkpoint_dir is not None
+        and check_parent_folders(checkpoint_dir, "checkpoint_dir").exists()
+    ):
         if not Path(checkpoint_dir).is_dir():
             raise InputError(
                 f"checkpoint_dir: expected a folder (existing or new), got the file "

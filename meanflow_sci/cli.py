@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from meanflow_sci.errors import InputError, MeanFlowError
 
 __all__ = ["main", "build_parser", "read_array"]
 
-_DATA_SUFFIXES = (".npy", ".npz", ".nc")
+_DATA_SUFFIXES = (".npy", ".npz", ".nc", ".zarr")
 _OUT_SUFFIXES = (".npy", ".nc")
 
 _EPILOG = """\
@@ -42,20 +42,22 @@ examples:
 def read_array(
     path: str | os.PathLike, var: str | None = None, *, arg: str = "DATA", var_arg: str = "--var"
 ) -> Any:
-    """Read a ``.npy`` / ``.npz`` array or a ``.nc`` file (an ``xarray.Dataset``).
+    """Read a ``.npy`` / ``.npz`` array, or open a ``.nc`` file or ``.zarr`` store lazily.
 
-    ``.npz`` files with several arrays and ``.nc`` files with several variables need ``var``;
-    a ``.nc`` file with ``var`` returns the Dataset (so ``fit`` keeps the variable name), a
-    ``.nc`` file with one variable returns that ``DataArray``.
+    ``.npz`` files with several arrays and ``.nc`` / ``.zarr`` data with several variables need
+    ``var``; with ``var`` the (lazy) ``xarray.Dataset`` is returned (so ``fit`` keeps the
+    variable name), with one variable that lazy ``DataArray``. NetCDF and zarr values stay on
+    disk until ``fit`` streams them in batches.
 
     Raises:
-        InputError: missing file, unknown suffix, or an ambiguous/unknown ``var``.
+        InputError: missing or unreadable file, unknown suffix, or an ambiguous/unknown ``var``.
     """
     p = Path(path)
     if p.suffix not in _DATA_SUFFIXES:
         raise InputError(f"{arg}: expected a file ending in {list(_DATA_SUFFIXES)}, got {str(p)!r}")
-    if not p.is_file():
-        raise InputError(f"{arg}: expected an existing file, got {str(p)!r}")
+    if not (p.is_dir() if p.suffix == ".zarr" else p.is_file()):
+        what = "zarr store (a folder)" if p.suffix == ".zarr" else "file"
+        raise InputError(f"{arg}: expected an existing {what}, got {str(p)!r}")
     try:
         if p.suffix == ".npy":
             # allow_pickle=False: a data file must never run code.
@@ -72,11 +74,12 @@ def read_array(
                 return npz[var]
         import xarray as xr
 
-        ds = xr.load_dataset(p)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"{arg}: could not read {str(p)!r}: {exc}") from exc
+        ds = xr.open_zarr(p) if p.suffix == ".zarr" else xr.open_dataset(p)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every backend has its own errors for a bad file
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{arg}: could not read {str(p)!r}: {detail}") from exc
     names = sorted(str(k) for k in ds.data_vars)
     if var is None:
         if len(names) != 1:
@@ -100,25 +103,71 @@ def _as_numpy(result: Any) -> np.ndarray:
     return result.numpy() if hasattr(result, "numpy") else np.asarray(result)
 
 
-def _write_output(result: Any, out: Path) -> None:
-    """Write samples to ``.npy`` or ``.nc`` atomically (a temporary file renamed into place)."""
+def _write_output(chunks: Iterator[Any], n: int, out: Path) -> None:
+    """Write ``n`` samples arriving in pieces to ``.npy`` or ``.nc``, one piece at a time.
+
+    The file is written under a temporary name and renamed into place, so a failed write never
+    leaves a partial file at ``out`` nor destroys a file already there. ``.npy`` output is a
+    memory-mapped array filled piece by piece; NetCDF output grows an unlimited ``sample``
+    dimension piece by piece (netCDF4; without it the pieces are joined in memory first).
+    """
     tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
     try:
         if out.suffix == ".npy":
-            with open(tmp, "wb") as fh:
-                np.save(fh, _as_numpy(result))
+            _write_npy(chunks, n, tmp)
         else:
-            if not hasattr(result, "to_netcdf"):
-                import xarray as xr
-
-                arr = _as_numpy(result)
-                dims = ("sample", *(f"dim_{i}" for i in range(1, arr.ndim)))
-                result = xr.DataArray(arr, dims=dims, name="samples")
-            result.to_netcdf(tmp)
+            _write_netcdf(chunks, tmp)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _write_npy(chunks: Iterator[Any], n: int, path: Path) -> None:
+    target, lo = None, 0
+    for piece in chunks:
+        values = _as_numpy(piece)
+        if target is None:
+            shape = (n, *values.shape[1:])
+            target = np.lib.format.open_memmap(path, mode="w+", dtype=values.dtype, shape=shape)
+        target[lo : lo + len(values)] = values
+        lo += len(values)
+    target.flush()
+    del target
+
+
+def _as_dataset(piece: Any) -> Any:
+    import xarray as xr
+
+    if hasattr(piece, "data_vars"):
+        return piece
+    if not hasattr(piece, "dims"):
+        arr = _as_numpy(piece)
+        dims = ("sample", *(f"dim_{i}" for i in range(1, arr.ndim)))
+        piece = xr.DataArray(arr, dims=dims, coords={"sample": np.arange(len(arr))})
+    return piece.to_dataset(name=piece.name or "samples")
+
+
+def _write_netcdf(chunks: Iterator[Any], path: Path) -> None:
+    try:
+        import netCDF4
+    except ImportError:  # scipy's netCDF3 writer cannot append: join the pieces first
+        import xarray as xr
+
+        xr.concat([_as_dataset(p) for p in chunks], dim="sample").to_netcdf(path)
+        return
+    pieces = iter(chunks)
+    first = _as_dataset(next(pieces))
+    first.to_netcdf(path, engine="netcdf4", unlimited_dims=["sample"])
+    lo = first.sizes["sample"]
+    with netCDF4.Dataset(path, "a") as nc:
+        for piece in pieces:
+            ds = _as_dataset(piece)
+            hi = lo + ds.sizes["sample"]
+            for name, var in ds.variables.items():
+                if var.dims and var.dims[0] == "sample":
+                    nc.variables[name][lo:hi] = var.values
+            lo = hi
 
 
 def _json_group(flag: str, text: str | None) -> Any:
@@ -186,9 +235,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     )
     if hasattr(cond, "data_vars"):
         cond = cond[args.cond_var]
-    result = fitted.sample(args.n, cond=cond, steps=args.steps, seed=args.seed)
-    _write_output(result, out)
-    print(f"wrote {len(result)} samples to {out}")
+    chunks = fitted.sample_chunks(args.n, cond=cond, steps=args.steps, seed=args.seed)
+    n = args.n if args.n is not None else int(np.shape(cond)[0])
+    _write_output(chunks, n, out)
+    print(f"wrote {n} samples to {out}")
     return 0
 
 

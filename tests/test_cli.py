@@ -131,3 +131,35 @@ def test_help_texts(capsys):
         build_parser().parse_args(["train", "--help"])
     text = capsys.readouterr().out
     assert "--cond" in text and "--steps" in text and "unet1d" in text
+
+
+def test_nc_and_zarr_are_read_lazily_and_large_samples_are_written_in_pieces(tmp_path):
+    from meanflow_sci.api import load
+    from meanflow_sci.cli import read_array
+    from meanflow_sci.data.stream import is_lazy_xarray
+
+    ds = xr.Dataset({"traj": (("sample", "time"), np.random.default_rng(0).normal(size=(64, 6)))},
+                    coords={"time": np.arange(6.0)})  # fmt: skip
+    nc = tmp_path / "sims.nc"
+    ds.to_netcdf(nc)
+    assert is_lazy_xarray(read_array(nc, "traj"))
+    model = tmp_path / "model"
+    assert main(["train", str(nc), "--var", "traj", "--out", str(model), *TINY]) == 0
+    pytest.importorskip("zarr")
+    store = tmp_path / "sims.zarr"
+    ds.chunk({"sample": 16}).to_zarr(store, consolidated=False)
+    assert is_lazy_xarray(read_array(store, "traj"))
+    assert main(["train", str(store), "--var", "traj", "--out", str(tmp_path / "m2"), *TINY]) == 0
+    # more samples than one noise block: written piece by piece, equal to one sample() call
+    want = load(model).sample(5000, seed=3)["traj"].values
+    for suffix in (".nc", ".npy"):
+        out = tmp_path / f"many{suffix}"
+        assert main(["sample", str(model), "--out", str(out), "--n", "5000", "--seed", "3"]) == 0
+        if suffix == ".nc":
+            got = xr.load_dataset(out)
+            np.testing.assert_array_equal(got["sample"].values, np.arange(5000))
+            np.testing.assert_allclose(got["time"].values, ds["time"].values)
+            got = got["traj"].values
+        else:
+            got = np.load(out)
+        np.testing.assert_array_equal(got, want)

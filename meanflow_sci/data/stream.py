@@ -107,10 +107,12 @@ class ArraySource:
             return self._cache[b]
         lo, hi = b * self.block, min(self.total, (b + 1) * self.block)
         x = self.x
+        # dask's synchronous scheduler: a DataLoader worker is a forked process, and a thread
+        # pool inherited through fork can hold locks that no thread of the child releases.
         if hasattr(x, "isel"):
-            values = x.isel({x.dims[0]: slice(lo, hi)}).values
+            values = x.isel({x.dims[0]: slice(lo, hi)}).compute(scheduler="synchronous").values
         elif hasattr(x, "compute"):
-            values = x[lo:hi].compute()
+            values = x[lo:hi].compute(scheduler="synchronous")
         else:
             values = x[lo:hi]
         values = np.asarray(values, dtype=np.float32)
@@ -175,12 +177,12 @@ class ArraySource:
 
 def _split_item(item: Any) -> tuple[Any, Any]:
     if isinstance(item, (tuple, list)):
-        if len(item) != 2:
+        if len(item) not in (1, 2):
             raise InputError(
-                f"data: expected Dataset items x or (x, cond), got a {type(item).__name__} of "
-                f"{len(item)} elements"
+                f"data: expected Dataset items x, (x,) or (x, cond), got a {type(item).__name__} "
+                f"of {len(item)} elements"
             )
-        return item[0], item[1]
+        return item[0], (item[1] if len(item) == 2 else None)
     return item, None
 
 
@@ -414,9 +416,12 @@ class DataStream:
                 pin_memory: bool = False) -> Iterator[Batch]:  # fmt: skip
         """This rank's share of global batches ``start, start + 1, ...`` (never ends)."""
         self.check()
+        # A DataLoader draws its workers' base seed from this generator, else from the global
+        # RNG, which would shift the objective's draws after a resume.
+        gen = torch.Generator().manual_seed(self.seed + start)
         if isinstance(self.source, IterableSource):
             loader = DataLoader(_IterReader(self, start, rank, world), batch_size=None,
-                                pin_memory=pin_memory)  # fmt: skip
+                                pin_memory=pin_memory, generator=gen)  # fmt: skip
         else:
             self.source.set_cache(self.batch_size)
             plan = _Plan(self.source, self.batch_size, self.seed)
@@ -427,6 +432,7 @@ class DataStream:
                 num_workers=self.num_workers,
                 pin_memory=pin_memory,
                 persistent_workers=False,
+                generator=gen,
             )
         return iter(loader)
 

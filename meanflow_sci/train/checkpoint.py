@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -34,8 +35,11 @@ from meanflow_sci.errors import CheckpointError, InputError
 
 __all__ = [
     "Checkpoint",
+    "LOCK_FILE",
+    "lock_checkpoint_dir",
     "WEIGHTS_FILE",
     "STATE_FILE",
+    "check_parent_folders",
     "checkpoint_name",
     "prepare_checkpoint_dir",
     "list_checkpoints",
@@ -75,13 +79,31 @@ def checkpoint_name(step: int) -> str:
     return f"ckpt_{step:06d}"
 
 
+def check_parent_folders(path: str | os.PathLike, name: str) -> Path:
+    """``path`` as a Path, checked not to lie under a plain file (so that mkdir can make it).
+
+    Raises:
+        InputError: naming the argument ``name`` and the file in the way.
+    """
+    target = Path(path)
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(
+                    f"{name}: expected a path whose parents are folders, got {str(target)!r}, "
+                    f"which lies under the file {str(parent)!r}"
+                )
+            break
+    return target
+
+
 def prepare_checkpoint_dir(directory: str | os.PathLike) -> Path:
     """Check ``directory`` can hold checkpoints and create it; return it as a Path.
 
     Raises:
-        InputError: if the path exists and is not a folder.
+        InputError: if the path exists and is not a folder, or lies under a plain file.
     """
-    path = Path(directory)
+    path = check_parent_folders(directory, "checkpoint_dir")
     if path.exists() and not path.is_dir():
         raise InputError(
             "checkpoint_dir: expected a folder (existing or new), "
@@ -100,6 +122,45 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
         (int(m.group(1)), p) for p in path.iterdir() if p.is_dir() and (m := _CKPT_RE.match(p.name))
     ]
     return [p for _, p in sorted(found)]
+
+
+LOCK_FILE = "train.lock"
+
+
+def lock_checkpoint_dir(directory: str | os.PathLike) -> Any:
+    """Take the checkpoint folder's lock (an ``fcntl.flock`` on ``train.lock``); return its handle.
+
+    The lock lives as long as the returned file is open and is released by the kernel when the
+    process ends, however it ends. Where ``fcntl`` is missing (Windows) nothing is locked and
+    None is returned.
+
+    Raises:
+        CheckpointError: if another process holds the lock (it is training into the folder).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    path = prepare_checkpoint_dir(directory) / LOCK_FILE
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+        raise CheckpointError(
+            f"checkpoint_dir: {str(directory)!r} is in use by a run that is still training "
+            f"({holder} holds {str(path)!r}); give this run its own checkpoint_dir, or wait for "
+            f"the other to end"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:

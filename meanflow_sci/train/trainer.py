@@ -30,6 +30,7 @@ from meanflow_sci.errors import CheckpointError, InputError, TrainingDivergedErr
 from meanflow_sci.train.checkpoint import (
     flatten_optimizer_state,
     latest_checkpoint,
+    lock_checkpoint_dir,
     prepare_checkpoint_dir,
     read_checkpoint,
     unflatten_optimizer_state,
@@ -345,14 +346,27 @@ class Trainer:
                 f"step {self.step}: weights hold NaN/Inf, checkpoint not written", stacklevel=2
             )
             return None
-        self.last_checkpoint = write_checkpoint(
-            self.checkpoint_dir,
-            self.step,
-            self.state_tensors(),
-            self.state_json(),
-            keep_last=self.config.keep_last,
-            check_finite=("model.", "ema."),
-        )
+        try:
+            self.last_checkpoint = write_checkpoint(
+                self.checkpoint_dir,
+                self.step,
+                self.state_tensors(),
+                self.state_json(),
+                keep_last=self.config.keep_last,
+                check_finite=("model.", "ema."),
+            )
+        except OSError as exc:  # the disk is full, the folder went away, ...
+            good = self.last_checkpoint or latest_checkpoint(self.checkpoint_dir)
+            where = (
+                f"the last good checkpoint is {str(good)!r} (resume from it with resume=True)"
+                if good is not None
+                else "no checkpoint was written before"
+            )
+            raise CheckpointError(
+                f"could not write the checkpoint of step {self.step} into "
+                f"{str(self.checkpoint_dir)!r}: {exc.strerror or exc}; nothing of it was kept, "
+                f"and {where}"
+            ) from exc
         return self.last_checkpoint
 
     def _take_snapshot(self) -> None:
@@ -419,11 +433,24 @@ class Trainer:
 
         Raises:
             TrainingDivergedError: if non-finite steps persist through ``max_rollbacks`` rollbacks.
-            CheckpointError: if the checkpoint to resume from cannot be read or does not fit.
+            CheckpointError: if the checkpoint to resume from cannot be read or does not fit;
+                if another process is training into ``checkpoint_dir`` (its ``train.lock`` is
+                held); if a checkpoint cannot be written (e.g. the disk is full: the message
+                names the last good checkpoint, which stays intact).
         """
-        cfg = self.config
         if resume and self.checkpoint_dir is None:
             raise InputError("resume: resume=True needs a checkpoint_dir, got checkpoint_dir=None")
+        lock = None
+        if self.checkpoint_dir is not None and self.dist.is_main:
+            lock = lock_checkpoint_dir(self.checkpoint_dir)
+        try:
+            return self._train(resume)
+        finally:
+            if lock is not None:
+                lock.close()
+
+    def _train(self, resume: bool) -> TrainResult:
+        cfg = self.config
         newest = latest_checkpoint(self.checkpoint_dir) if resume else None
         if newest is not None:
             ckpt = read_checkpoint(newest)
