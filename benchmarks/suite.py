@@ -32,7 +32,7 @@ __all__ += ["main"]
 
 SCHEMA = "meanflow_sci.benchmarks/1"
 SUITES = ("smoke", "quick", "standard", "full")
-DEFAULT_TASKS = ("images", "ode", "chaos", "control", "metaworld", "speed", "claims")
+DEFAULT_TASKS = ("images", "ode", "chaos", "control", "metaworld", "speed", "stream", "claims")
 
 # Rough wall time of each task on 2 idle CPU cores, for the progress display only.
 ESTIMATED_S: dict[str, dict[str, float]] = {
@@ -43,6 +43,7 @@ ESTIMATED_S: dict[str, dict[str, float]] = {
         "control": 10,
         "metaworld": 30,
         "speed": 3,
+        "stream": 20,
         "claims": 15,
     },
     "quick": {
@@ -52,6 +53,7 @@ ESTIMATED_S: dict[str, dict[str, float]] = {
         "control": 185,
         "metaworld": 900,
         "speed": 40,
+        "stream": 600,
         "claims": 320,
     },
     "standard": {
@@ -61,6 +63,7 @@ ESTIMATED_S: dict[str, dict[str, float]] = {
         "control": 1500,
         "metaworld": 7200,
         "speed": 60,
+        "stream": 1500,
         "claims": 420,
     },
     "full": {
@@ -70,6 +73,7 @@ ESTIMATED_S: dict[str, dict[str, float]] = {
         "control": 1800,
         "metaworld": 20000,
         "speed": 600,
+        "stream": 4000,
         "claims": 7200,
     },
 }
@@ -117,6 +121,7 @@ TASKS: dict[str, Callable[[str, str, Path, int], dict]] = {
     "control": _module_task("control"),
     "metaworld": _module_task("meta_world"),
     "speed": _module_task("speed_step"),
+    "stream": _module_task("streaming"),
     "claims": _module_task("claims", progress=True),
 }
 

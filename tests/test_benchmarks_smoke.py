@@ -170,10 +170,11 @@ def test_generic_tables_from_unknown_result():
 
 def test_every_task_defines_every_suite():
     """``--suite NAME`` must mean something in each task, not fail deep inside a run."""
-    from benchmarks import claims, control, images, ode, speed_step
+    from benchmarks import claims, control, images, ode, speed_step, streaming
     from benchmarks.suite import ESTIMATED_S, SUITES
 
-    for table in (ode.SUITES, images.SUITES, control.SUITES, claims.CLAIMS_CONFIGS):
+    tables = (ode.SUITES, images.SUITES, control.SUITES, claims.CLAIMS_CONFIGS, streaming.SUITES)
+    for table in tables:
         assert set(table) == set(SUITES)
     assert set(speed_step.SUITES) == set(SUITES) == set(ESTIMATED_S)
     assert all(set(ESTIMATED_S[s]) == set(TASKS) for s in SUITES)
@@ -364,3 +365,17 @@ def test_chaos_smoke_scores_every_method(tmp_path):
     assert scores["crps"].dims == ("system", "model", "lead_step", "state")
     assert scores["lead_time_value"].dims == ("system", "lead_step")
     assert (tmp_path / "chaos.png").exists() and (tmp_path / "chaos.md").exists()
+
+
+def test_stream_smoke_compares_file_and_memory_per_trajectory_recipe():
+    pytest.importorskip("dask")
+    pytest.importorskip("netCDF4")
+    from benchmarks import streaming
+
+    torch.set_num_threads(1)
+    result = streaming.run("smoke")
+    (table,) = result["tables"]
+    assert {r["recipe"] for r in table["rows"]} == set(streaming.RECIPES)
+    for row in table["rows"]:
+        assert row["steps/s"] > 0 and row["x memory"] > 0
+    assert result["summary"]["median_ratio_0_workers"] > 0
