@@ -12,6 +12,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 timeout 240 python3 benchmarks/device_check.py --device cuda --steps 300 --compile \
     --out "$out/device_check.json"
+# launch-bound steps: eager against a CUDA graph and torch.compile (tangents checked first)
+timeout 150 python3 benchmarks/gpu_step.py --device cuda --repeats 50 --out "$out/gpu_step.json"
 python3 -c "from meanflow_sci.tasks.images import digit_classifier as d; print(d().description())"
 timeout 330 python3 benchmarks/images.py --suite standard --device cuda --set budget_s="$budget" \
     --out "$out/img_standard" > /tmp/img_standard.log 2>&1 &

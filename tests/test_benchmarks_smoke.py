@@ -379,3 +379,16 @@ def test_stream_smoke_compares_file_and_memory_per_trajectory_recipe():
     for row in table["rows"]:
         assert row["steps/s"] > 0 and row["x memory"] > 0
     assert result["summary"]["median_ratio_0_workers"] > 0
+
+
+def test_gpu_step_script_runs_its_cpu_path_and_checks_compiled_tangents():
+    from benchmarks import gpu_step
+
+    torch.set_num_threads(1)
+    result = gpu_step.run("cpu", repeats=1, warmup=0, backend="aot_eager", batch=4)
+    names = [r["variant"] for r in result["rows"]]
+    assert names[0] == "eager" and "graph" not in names
+    assert "CUDA" in result["notes"]["graph"]
+    check = result["notes"]["compile_check"]
+    assert check["output_rel"] <= 1e-5 and check["tangent_rel"] <= 1e-5, check
+    assert "compile" in names and all(r["ms"] > 0 for r in result["rows"])
