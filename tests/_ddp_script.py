@@ -1,7 +1,8 @@
 """Train a tiny stand-in model with the Trainer, in one process or under torchrun.
 
-Usage: ``python tests/_ddp_script.py OUT`` or
-``python -m torch.distributed.run --standalone --nproc_per_node=2 tests/_ddp_script.py OUT``.
+Usage: ``python tests/_ddp_script.py OUT [stream]`` or
+``python -m torch.distributed.run --standalone --nproc_per_node=2 tests/_ddp_script.py OUT``
+(``stream``: the data goes through a ``DataStream`` read in blocks, each rank its own rows).
 Each rank writes its final weights to ``OUT/rank<k>.safetensors`` and its history to
 ``OUT/history<k>.json``; checkpoints go to ``OUT/ckpt`` (rank 0 only). Used by
 tests/test_train_distributed.py; not collected by pytest.
@@ -18,6 +19,7 @@ from torch import nn
 
 from meanflow_sci.core import Objective
 from meanflow_sci.core.target_field import ReferenceBank
+from meanflow_sci.data.stream import ArraySource, DataStream
 from meanflow_sci.train import TrainConfig, Trainer
 from meanflow_sci.train.distributed import cleanup_distributed, dist_info
 
@@ -63,12 +65,14 @@ class NoiseTimedFM(Objective):
         return Out(mse, mse.detach(), 0.0)
 
 
-def main(out: Path) -> None:
+def main(out: Path, stream: bool = False) -> None:
     torch.set_num_threads(1)
     info = dist_info()
     torch.manual_seed(info.rank)  # ranks start from different weights: the broadcast aligns them
     net = TinyNet()
     data = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
+    if stream:
+        data = DataStream(ArraySource(data.numpy(), block=8), 16, seed=0)
     cfg = TrainConfig(
         max_steps=6,
         batch_size=16,
@@ -90,4 +94,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), stream=sys.argv[2:] == ["stream"])

@@ -32,7 +32,8 @@ class _NotCalled(Objective):
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path):
+@pytest.mark.parametrize("data", ["tensor", "stream"])
+def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path, data):
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     ddp.mkdir()
     single.mkdir()
@@ -41,7 +42,7 @@ def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path):
         env.pop(key, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     proc = subprocess.Popen(
-        [*cmd, str(SCRIPT), str(ddp)],
+        [*cmd, str(SCRIPT), str(ddp), *(["stream"] if data == "stream" else [])],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -50,7 +51,7 @@ def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path):
     )
     try:
         # the single-process reference runs here while the two ranks start up
-        runpy.run_path(str(SCRIPT), run_name="ddp_script")["main"](single)
+        runpy.run_path(str(SCRIPT), run_name="ddp_script")["main"](single, data == "stream")
         output, _ = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
