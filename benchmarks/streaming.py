@@ -86,7 +86,7 @@ def _fit(data, cond, recipe: str, cfg: StreamConfig, workers: int | None, seed: 
         "steps_per_s": statistics.median(rates),
         "setup_s": wall - fm.train_time_s,
         "wall_s": wall,
-        "loss": fm.history[-1]["loss"],
+        "mse": fm.history[-1]["mse"],
     }
 
 
@@ -123,7 +123,7 @@ def run(suite: str = "quick", out: str | Path | None = None, seed: int = 0) -> d
                 "steps/s": round(sps, 1),
                 "x memory": round(sps / base, 3),
                 "setup s": round(statistics.median(r["setup_s"] for r in runs), 2),
-                "final loss": round(statistics.median(r["loss"] for r in runs), 4),
+                "final mse": round(statistics.median(r["mse"] for r in runs), 4),
             })  # fmt: skip
     file_rows = [r for r in rows if r["data"] != "memory"]
     best = {}
