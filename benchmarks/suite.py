@@ -32,7 +32,17 @@ __all__ += ["main"]
 
 SCHEMA = "meanflow_sci.benchmarks/1"
 SUITES = ("smoke", "quick", "standard", "full")
-DEFAULT_TASKS = ("images", "ode", "chaos", "control", "metaworld", "speed", "stream", "claims")
+DEFAULT_TASKS = (
+    "images",
+    "ode",
+    "chaos",
+    "chaos_lambda",
+    "control",
+    "metaworld",
+    "speed",
+    "stream",
+    "claims",
+)
 
 # Rough wall time of each task on 2 idle CPU cores, for the progress display only.
 ESTIMATED_S: dict[str, dict[str, float]] = {
@@ -40,6 +50,7 @@ ESTIMATED_S: dict[str, dict[str, float]] = {
         "images": 25,
         "ode": 10,
         "chaos": 20,
+        "chaos_lambda": 15,
         "control": 10,
         "metaworld": 30,
         "speed": 3,
@@ -50,6 +61,7 @@ ESTIMATED_S: dict[str, dict[str, float]] = {
         "images": 160,
         "ode": 140,
         "chaos": 900,
+        "chaos_lambda": 1500,
         "control": 185,
         "metaworld": 900,
         "speed": 40,
@@ -60,6 +72,7 @@ ESTIMATED_S: dict[str, dict[str, float]] = {
         "images": 700,
         "ode": 480,
         "chaos": 6000,
+        "chaos_lambda": 9000,
         "control": 1500,
         "metaworld": 7200,
         "speed": 60,
@@ -70,6 +83,7 @@ ESTIMATED_S: dict[str, dict[str, float]] = {
         "images": 3700,
         "ode": 1800,
         "chaos": 12000,
+        "chaos_lambda": 40000,
         "control": 1800,
         "metaworld": 20000,
         "speed": 600,
@@ -118,6 +132,7 @@ TASKS: dict[str, Callable[[str, str, Path, int], dict]] = {
     "images": _module_task("images"),
     "ode": _module_task("ode"),
     "chaos": _module_task("chaos"),
+    "chaos_lambda": _module_task("chaos_lambda"),
     "control": _module_task("control"),
     "metaworld": _module_task("meta_world"),
     "speed": _module_task("speed_step"),
