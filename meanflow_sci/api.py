@@ -776,6 +776,11 @@ def fit(
             "train['num_workers']: applies to streamed data (a lazy xarray object or a torch "
             "Dataset), but data is in memory"
         )
+    if "num_workers" in given and isinstance(source, IterableSource) and train["num_workers"]:
+        raise InputError(
+            "train['num_workers']: an IterableDataset is read in the training process (its "
+            f"order is its own), expected 0, got {train['num_workers']!r}"
+        )
     if "val_every" in given and val_fraction == 0:
         raise InputError("train['val_every']: applies to validation, but val_fraction is 0")
 

@@ -215,6 +215,8 @@ def test_streaming_bad_input_is_refused_clearly(tmp_path):
         fit(np.zeros((8, 2)), train={"num_workers": 2}, progress=False)
     with pytest.raises(InputError, match="cond: a Dataset gives its condition"):
         fit(_Pairs(), np.zeros(96), progress=False)
+    with pytest.raises(InputError, match="num_workers.*IterableDataset"):
+        fit(_Stream(), train={"num_workers": 2}, progress=False)
     with pytest.raises(InputError, match="val_fraction: an IterableDataset"):
         fit(_Stream(), val_fraction=0.1, progress=False)
     with pytest.raises(InputError, match="batch_size"):
