@@ -118,17 +118,25 @@ def _member_residual(system, ens: xr.DataArray, params: np.ndarray, setting) -> 
     return float(dynamics_residual(system, flat[ok], p[ok], t).median())
 
 
-def forecast_system(name: str, cfg: dict, seed: int) -> dict:
-    """Forecast scores of every method on one flow: ``{"scores": Dataset, "rows": [...]}``."""
+def forecast_data(name: str, n_train: int, n_test: int, seed: int):
+    """One flow's forecast task: ``(system, test, setting, cond, target, obs, truth)``; the
+    training windows ``cond -> target``, the noisy test observations and their true futures."""
     key = ode.catalogue.PREFIX + name
     system = ode.catalogue.from_dysts(name)
-    info = ode.catalogue.dysts_info(name)
-    train = ode.simulate(key, cfg["n_train"], x0="attractor", seed=seed)
-    test = ode.simulate(key, cfg["n_test"], x0="attractor", seed=seed + 1)
+    train = ode.simulate(key, n_train, x0="attractor", seed=seed)
+    test = ode.simulate(key, n_test, x0="attractor", seed=seed + 1)
     setting = ode.forecast_setting(train, window=WINDOW, horizon=HORIZON, noise=NOISE)
     cond, target = setting.inputs(train, seed=seed)
     obs = setting.observe(test["x"].values, seed=seed + 1)
-    truth = setting.truth(test)
+    return system, test, setting, cond, target, obs, setting.truth(test)
+
+
+def forecast_system(name: str, cfg: dict, seed: int) -> dict:
+    """Forecast scores of every method on one flow: ``{"scores": Dataset, "rows": [...]}``."""
+    system, test, setting, cond, target, obs, truth = forecast_data(
+        name, cfg["n_train"], cfg["n_test"], seed
+    )
+    info = ode.catalogue.dysts_info(name)
     m = cfg["members"]
     ens: dict[str, xr.DataArray] = {}
     times: dict[str, float] = {}

@@ -24,11 +24,11 @@ import meanflow_sci
 from meanflow_sci.tasks import ode
 
 try:
-    from benchmarks.chaos import HELD_OUT, HORIZON, NOISE, WINDOW, systems_for
+    from benchmarks.chaos import HELD_OUT, forecast_data, systems_for
     from benchmarks.claims import VERDICT_RULES, RunRecord, _lambda_table, _tail_var
     from benchmarks.common import check_suite, machine_info, rows_md, task_parser
 except ModuleNotFoundError:  # run as a script: python benchmarks/chaos_lambda.py
-    from chaos import HELD_OUT, HORIZON, NOISE, WINDOW, systems_for
+    from chaos import HELD_OUT, forecast_data, systems_for
     from claims import VERDICT_RULES, RunRecord, _lambda_table, _tail_var
     from common import check_suite, machine_info, rows_md, task_parser
 
@@ -77,14 +77,9 @@ def run(suite: str = "quick", out: str | Path | None = None, seed: int = 0) -> d
     t0 = time.perf_counter()
     tables, verdicts = [], {}
     for name in systems:
-        key = ode.catalogue.PREFIX + name
-        ode.catalogue.from_dysts(name)
-        train = ode.simulate(key, cfg["n_train"], x0="attractor", seed=seed)
-        test = ode.simulate(key, cfg["n_test"], x0="attractor", seed=seed + 1)
-        setting = ode.forecast_setting(train, window=WINDOW, horizon=HORIZON, noise=NOISE)
-        cond, target = setting.inputs(train, seed=seed)
-        obs = setting.observe(test["x"].values, seed=seed + 1)
-        truth = setting.truth(test)
+        _, _, setting, cond, target, obs, truth = forecast_data(
+            name, cfg["n_train"], cfg["n_test"], seed
+        )
         for tangent in TANGENTS:
             runs = {
                 k: [

@@ -232,7 +232,6 @@ class FittedModel:
         tensors = [x for _, x in self._sample_tensors(n, cond, steps, seed, batch_size)]
         return tensor_to_data(torch.cat(tensors), self.data_spec)
 
-    @torch.no_grad()
     def sample_chunks(
         self,
         n: int | None = None,
@@ -597,10 +596,9 @@ def _peek(source: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     return source.read(np.zeros(1, dtype=np.int64))
 
 
-def _item_cond_spec(source: Any, num_classes: int | None) -> dict | None:
-    """The condition a Dataset's items carry: labels (classes counted in the statistics pass)
-    or float vectors."""
-    _, c = _peek(source)
+def _item_cond_spec(c: torch.Tensor | None, num_classes: int | None) -> dict | None:
+    """The condition ``c`` of a Dataset's first item describes: labels (classes counted in the
+    statistics pass) or float vectors."""
     if c is None:
         return None
     if not c.is_floating_point():
@@ -725,8 +723,10 @@ def fit(
                 f"got {describe(cond)}"
             )
         c, cond_spec = cond_to_tensor(cond, n=n_total, num_classes=num_classes)
-    elif source is not None:
-        cond_spec = _item_cond_spec(source, num_classes)
+    item_cond = None  # the first item's condition: a Dataset's items carry their own
+    if cond is None and source is not None:
+        item_cond = _peek(source)[1]
+        cond_spec = _item_cond_spec(item_cond, num_classes)
     if isinstance(recipe, str) and recipe == "auto":
         name, reason = choose_recipe(sample_shape, None if cond_spec is None else cond_spec["kind"])
         _log.info("recipe %r: %s", name, reason)
@@ -794,7 +794,7 @@ def fit(
             source, c, cond_spec, val_fraction, seed
         )
         n_train, train_c, val_c = train_x.n, None, None
-        label_cond = _peek(source)[1]
+        label_cond = c[:1] if c is not None else item_cond
     config = dataclasses.replace(config, batch_size=min(config.batch_size, n_train))
     if source is not None:
         transform = _Normalise(normalizer, cond_normalizer)
