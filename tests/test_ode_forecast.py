@@ -123,6 +123,27 @@ def test_solver_reference_is_calibrated_and_beats_a_blind_ensemble(lorenz):
     assert 0.5 < _mean(good, "spread_skill") < 2.0
 
 
+def test_solver_reference_integrates_only_candidates_inside_the_attractor_box(lorenz, monkeypatch):
+    from meanflow_sci.tasks.ode import forecasting
+
+    seen, integrate = [], forecasting.integrate
+
+    def recording(system, x0, params, t):
+        seen.append(x0.clone())
+        return integrate(system, x0, params, t)
+
+    monkeypatch.setattr(forecasting, "integrate", recording)
+    monkeypatch.setattr(forecasting, "_REFERENCE_BATCH", 500)
+    setting = forecast_setting(lorenz, window=8, horizon=16, noise=0.2)
+    obs = setting.observe(lorenz["x"].values, seed=1)
+    reference_ensemble("lorenz63", lorenz, setting, obs, members=8, candidates=64)
+    flat = lorenz["x"].values.reshape(-1, 3)
+    starts = torch.cat(seen).numpy()
+    assert max(len(x) for x in seen) <= 500 and len(seen) >= 2  # batches of at most 500 rows
+    assert (starts >= flat.min(0)).all() and (starts <= flat.max(0)).all()
+    assert len(starts) < 48 * 64  # at a noise of 20 % of the spread some fall outside
+
+
 def test_dynamics_residual_tells_trajectories_from_jagged_curves(lorenz):
     system = get_system("lorenz63")
     x = torch.as_tensor(lorenz["x"].values)

@@ -15,8 +15,13 @@ true state at the window's first point (Gaussian, standard deviation the noise l
 state's spread); each is integrated through window and horizon with torchdiffeq; candidates are
 weighted by the likelihood of the observed window under the noise model divided by their proposal
 density (a prior that is flat near the truth), and ``M`` members are drawn by systematic
-resampling. The effective sample size of the weights is returned with it, so a reference with too
-few distinct candidates shows.
+resampling. Candidates outside the box the trajectories of the Dataset cover (each state's range)
+get weight zero and are not integrated: the prior is truncated to the attractor's extent, so that a
+start near a boundary of the state space (a population near zero) does not propose states the
+system never visits, which can make the equations stiff or blow up. The candidates are integrated
+in batches of at most ``_REFERENCE_BATCH`` rows, so that one stiff member sets the adaptive step of
+its batch only. The effective sample size of the weights is returned with it, so a reference with
+too few distinct candidates shows.
 
 Example:
     >>> from meanflow_sci.tasks import ode
@@ -270,6 +275,9 @@ def forecast(
     return forecast_ensemble_array(out, setting, single)
 
 
+_REFERENCE_BATCH = 8192
+
+
 def reference_ensemble(
     system: str | ODESystem,
     ds: xr.Dataset,
@@ -314,14 +322,27 @@ def reference_ensemble(
     start = torch.as_tensor(x[:, 0], dtype=torch.float64)
     eps = torch.randn(n, candidates, start.shape[1], generator=gen, dtype=torch.float64)
     x0 = (start[:, None] + width * eps).reshape(n * candidates, -1)
+    flat = x.reshape(-1, x.shape[-1])
+    lo, hi = torch.as_tensor(flat.min(axis=0)), torch.as_tensor(flat.max(axis=0))
+    inside = ((x0 >= lo) & (x0 <= hi)).all(dim=1)
     params = torch.as_tensor(ds["params"].values, dtype=torch.float64).reshape(n, -1)
     params = params.repeat_interleave(candidates, dim=0)
     t = torch.as_tensor(ds["time"].values[: w + setting.horizon], dtype=torch.float64)
-    traj = integrate(system, x0, params, t).numpy().reshape(n, candidates, len(t), -1)
+    traj = torch.full((n * candidates, len(t), x0.shape[1]), float("nan"), dtype=torch.float64)
+    rows = torch.nonzero(inside).squeeze(1)
+    for part in rows.split(_REFERENCE_BATCH):
+        traj[part] = integrate(system, x0[part], params[part], t)
+    traj = traj.numpy().reshape(n, candidates, len(t), -1)
     sigma = np.asarray(setting.sigma)
     resid = (traj[:, :, :w][..., list(setting.observed)] - obs[:, None]) / sigma
     logw = -0.5 * (resid**2).sum(axis=(2, 3)) + 0.5 * (eps.numpy() ** 2).sum(axis=2)
     logw[~np.all(np.isfinite(traj), axis=(2, 3))] = -np.inf
+    lost = np.flatnonzero(np.isneginf(logw).all(axis=1))
+    if len(lost):
+        raise InputError(
+            "reference_ensemble: no finite candidate trajectory for forecast(s) "
+            f"{lost[:5].tolist()}; raise candidates (got {candidates}) or check the parameters"
+        )
     logw -= logw.max(axis=1, keepdims=True)
     wts = np.exp(logw)
     wts /= wts.sum(axis=1, keepdims=True)
