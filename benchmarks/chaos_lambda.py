@@ -70,6 +70,16 @@ def _one_run(target, cond, setting, obs, truth, cfg, lam, tangent, seed) -> RunR
     return rec
 
 
+def count_verdicts(verdicts: dict[str, dict[str, str]]) -> dict[str, dict[str, int]]:
+    """How many of the tables gave each verdict, per claim."""
+    counts: dict[str, dict[str, int]] = {}
+    for per in verdicts.values():
+        for claim, v in per.items():
+            counts.setdefault(claim, {}).setdefault(v, 0)
+            counts[claim][v] += 1
+    return counts
+
+
 def run(suite: str = "quick", out: str | Path | None = None, seed: int = 0) -> dict:
     """Claim-1 tables per system and tangent, and the count of verdicts."""
     cfg = check_suite(suite, SUITES)
@@ -95,11 +105,6 @@ def run(suite: str = "quick", out: str | Path | None = None, seed: int = 0) -> d
             table["task"] = "chaos_lambda"
             tables.append(table)
             verdicts[label] = table["verdicts"]
-    counts: dict[str, dict[str, int]] = {}
-    for per in verdicts.values():
-        for claim, v in per.items():
-            counts.setdefault(claim, {}).setdefault(v, 0)
-            counts[claim][v] += 1
     result = {
         "benchmark": "chaos_lambda",
         "suite": suite,
@@ -107,7 +112,7 @@ def run(suite: str = "quick", out: str | Path | None = None, seed: int = 0) -> d
         "systems": systems,
         "machine": machine_info("cpu"),
         "verdicts": verdicts,
-        "verdict_counts": counts,
+        "verdict_counts": count_verdicts(verdicts),
         "verdict_rules": VERDICT_RULES,
         "tables": tables,
         "wall_s": round(time.perf_counter() - t0, 1),

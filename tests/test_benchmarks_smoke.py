@@ -170,11 +170,20 @@ def test_generic_tables_from_unknown_result():
 
 def test_every_task_defines_every_suite():
     """``--suite NAME`` must mean something in each task, not fail deep inside a run."""
-    from benchmarks import chaos_lambda, claims, control, images, ode, speed_step, streaming
+    from benchmarks import (
+        chaos_lambda,
+        claims,
+        control,
+        images,
+        metaworld_lambda,
+        ode,
+        speed_step,
+        streaming,
+    )
     from benchmarks.suite import ESTIMATED_S, SUITES
 
     tables = (ode.SUITES, images.SUITES, control.SUITES, claims.CLAIMS_CONFIGS, streaming.SUITES,
-              chaos_lambda.SUITES)  # fmt: skip
+              chaos_lambda.SUITES, metaworld_lambda.SUITES)  # fmt: skip
     for table in tables:
         assert set(table) == set(SUITES)
     assert set(speed_step.SUITES) == set(SUITES) == set(ESTIMATED_S)
@@ -393,6 +402,22 @@ def test_gpu_step_script_runs_its_cpu_path_and_checks_compiled_tangents():
     check = result["notes"]["compile_check"]
     assert check["output_rel"] <= 1e-5 and check["tangent_rel"] <= 1e-5, check
     assert "compile" in names and all(r["ms"] > 0 for r in result["rows"])
+
+
+def test_metaworld_lambda_smoke_judges_the_curriculum_per_task_and_tangent():
+    from benchmarks import metaworld_lambda
+    from meanflow_sci.tasks.control import meta_world
+
+    if not meta_world.available():
+        assert "skipped" in metaworld_lambda.run("smoke")
+        pytest.skip('Meta-World benchmark needs the metaworld extra (pip install ".[metaworld]")')
+    torch.set_num_threads(1)
+    result = metaworld_lambda.run("smoke")
+    assert len(result["tables"]) == 2  # one task x two tangents
+    for table in result["tables"]:
+        assert [r["variant"] for r in table["rows"]][-1] == "linear warm-up"
+        assert table["metric"] == "failure rate (1-step)"
+    assert sum(sum(c.values()) for c in result["verdict_counts"].values()) == 6
 
 
 def test_chaos_lambda_smoke_judges_the_curriculum_per_system_and_tangent():
