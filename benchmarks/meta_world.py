@@ -89,6 +89,7 @@ def _task_rows(runs: list[dict]) -> dict:
             "latency_ms_p95": float(np.median([r["latency_ms_p95"] for r in rs])),
             "action_change": float(np.mean([r["action_change"] for r in rs])),
             "train_s": float(np.mean([r["train_time_s"] for r in rs])),
+            "eval_s": float(np.mean([r["eval_time_s"] for r in rs])),
         }
     out["expert"] = {
         "success": float(np.mean([r["expert"]["success_rate"] for r in runs])),
@@ -241,15 +242,18 @@ def to_markdown(report: dict) -> str:
     )
     lines += [
         "",
-        "| method | latency median / p95 (ms, median over tasks) | action change (mean sq.) |",
-        "|---|---|---|",
+        "| method | latency median / p95 (ms, median over tasks) | action change (mean sq.) "
+        "| fit s / evaluation s (sum over tasks, per seed) |",
+        "|---|---|---|---|",
     ]
     for x in methods:
         rs = report["per_task"].values()
         lines.append(
             f"| {x} | {np.median([r[x]['latency_ms_median'] for r in rs]):.2f} / "
             f"{np.median([r[x]['latency_ms_p95'] for r in rs]):.2f} | "
-            f"{np.mean([r[x]['action_change'] for r in rs]):.4f} |"
+            f"{np.mean([r[x]['action_change'] for r in rs]):.4f} | "
+            f"{sum(r[x]['train_s'] for r in rs):.0f} / "
+            f"{sum(r[x].get('eval_s', 0) for r in rs):.0f} |"
         )
     lines += ["", "## Targets", ""]
     for k, v in tg.items():

@@ -158,6 +158,7 @@ def compare(
             fitted[key] = (pol, time.perf_counter() - t0)
         pol, train_time = fitted[key]
         policy = pol.with_steps(spec.steps, name=name)
+        t_eval = time.perf_counter()
         res = evaluate(
             policy,
             env_id,
@@ -172,6 +173,7 @@ def compare(
         res.update(
             nfe=spec.steps if spec.objective != "regression" else 1,
             train_time_s=train_time,
+            eval_time_s=time.perf_counter() - t_eval,
             final_mse=float(np.mean([h["mse"] for h in hist[-5:] if "mse" in h])) if hist else None,
             description=spec.description,
         )
