@@ -118,13 +118,28 @@ def run(suite: str = "quick", out: str | Path | None = None, seed: int = 0) -> d
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "chaos_lambda.json").write_text(json.dumps(result, indent=1, default=str))
-        (out / "chaos_lambda.md").write_text(
-            "\n\n".join(f"{t['title']}\n\n{rows_md(t['rows'])}" for t in tables) + "\n"
-        )
+        write_result(result, out)
     return result
+
+
+def write_result(result: dict, out: str | Path) -> None:
+    """``<benchmark>.json`` and ``<benchmark>.md`` (its tables) of a claim-1 result in ``out``."""
+    out, name = Path(out), result["benchmark"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
+    (out / f"{name}.md").write_text(
+        "\n\n".join(f"{t['title']}\n\n{rows_md(t['rows'])}" for t in result["tables"]) + "\n"
+    )
+
+
+def print_result(result: dict, over: str) -> None:
+    """Each table of a claim-1 result, its verdicts, and the verdict counts ``over`` the tables."""
+    for t in result["tables"]:
+        print(t["title"])
+        print(rows_md(t["rows"]))
+        print("verdicts:", t["verdicts"], "\n", flush=True)
+    print(f"verdict counts over {over}:", result["verdict_counts"])
+    print(f"{result['wall_s']:.0f} s")
 
 
 def main(argv=None) -> int:
@@ -133,13 +148,7 @@ def main(argv=None) -> int:
     a = task_parser(__doc__, "chaos_lambda", SUITES).parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    result = run(a.suite, out=a.out, seed=a.seed)
-    for t in result["tables"]:
-        print(t["title"])
-        print(rows_md(t["rows"]))
-        print("verdicts:", t["verdicts"], "\n", flush=True)
-    print("verdict counts over systems x tangents:", result["verdict_counts"])
-    print(f"{result['wall_s']:.0f} s")
+    print_result(run(a.suite, out=a.out, seed=a.seed), "systems x tangents")
     return 0
 
 

@@ -14,21 +14,26 @@ Usage (needs ``pip install -e ".[metaworld]"``):
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
 from pathlib import Path
 
 try:
-    from benchmarks.chaos_lambda import TANGENTS, VARIANTS, count_verdicts
+    from benchmarks.chaos_lambda import (
+        TANGENTS,
+        VARIANTS,
+        count_verdicts,
+        print_result,
+        write_result,
+    )
     from benchmarks.claims import VERDICT_RULES, RunRecord, _lambda_table, _tail_var
-    from benchmarks.common import check_suite, machine_info, rows_md, task_parser
+    from benchmarks.common import check_suite, machine_info, task_parser
     from benchmarks.meta_world import EVAL_SEED, TASKS
 except ModuleNotFoundError:  # run as a script: python benchmarks/metaworld_lambda.py
-    from chaos_lambda import TANGENTS, VARIANTS, count_verdicts
+    from chaos_lambda import TANGENTS, VARIANTS, count_verdicts, print_result, write_result
     from claims import VERDICT_RULES, RunRecord, _lambda_table, _tail_var
-    from common import check_suite, machine_info, rows_md, task_parser
+    from common import check_suite, machine_info, task_parser
     from meta_world import EVAL_SEED, TASKS
 
 # push and hammer are the Meta-World example's tasks; drawer-open is kept aside from the policy
@@ -115,12 +120,7 @@ def run(suite: str = "quick", out: str | Path | None = None, seed: int = 0) -> d
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metaworld_lambda.json").write_text(json.dumps(result, indent=1, default=str))
-        (out / "metaworld_lambda.md").write_text(
-            "\n\n".join(f"{t['title']}\n\n{rows_md(t['rows'])}" for t in tables) + "\n"
-        )
+        write_result(result, out)
     return result
 
 
@@ -134,12 +134,7 @@ def main(argv=None) -> int:
     if "skipped" in result:
         print("skipped:", result["skipped"])
         return 0
-    for t in result["tables"]:
-        print(t["title"])
-        print(rows_md(t["rows"]))
-        print("verdicts:", t["verdicts"], "\n", flush=True)
-    print("verdict counts over tasks x tangents:", result["verdict_counts"])
-    print(f"{result['wall_s']:.0f} s")
+    print_result(result, "tasks x tangents")
     return 0
 
 
