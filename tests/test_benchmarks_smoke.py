@@ -364,7 +364,7 @@ def test_chaos_smoke_scores_every_method(tmp_path):
     torch.set_num_threads(1)
     report = chaos.run("smoke", out=tmp_path)
     methods = {r["method"] for r in report["forecast"]}
-    assert methods == {"solver", "analog", "mmf-1", "mmf-2", "fm-50"}
+    assert methods == {"solver", "analog", "mmf-1", "mmf-2", "mmf-1 raw", "fm-50"}
     assert {r["method"] for r in report["map"]} >= {"mmf-1", "regression", "nearest neighbour"}
     solver = next(r for r in report["forecast"] if r["method"] == "solver")
     analog = next(r for r in report["forecast"] if r["method"] == "analog")

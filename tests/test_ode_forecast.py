@@ -7,7 +7,12 @@ import torch
 import meanflow_sci
 from meanflow_sci.errors import InputError
 from meanflow_sci.tasks import ode
-from meanflow_sci.tasks.ode.forecasting import forecast, forecast_setting, reference_ensemble
+from meanflow_sci.tasks.ode.forecasting import (
+    calibrate_spread,
+    forecast,
+    forecast_setting,
+    reference_ensemble,
+)
 from meanflow_sci.tasks.ode.metrics import dynamics_residual
 from meanflow_sci.tasks.ode.scores import score_ensemble
 from meanflow_sci.tasks.ode.systems import get_system
@@ -89,6 +94,51 @@ def test_forecast_setting_checks_its_arguments(lorenz):
         forecast_setting(lorenz, window=8, horizon=8, observed="w")
     with pytest.raises(InputError, match="noise: expected a number >= 0"):
         forecast_setting(lorenz, window=8, horizon=8, noise=-0.1)
+
+
+class _WideModel:
+    """Members: the true future (fixed per window) plus noise of twice its error's width."""
+
+    def __init__(self, truth, cond):
+        self.lookup = {tuple(c.tolist()): t for c, t in zip(cond, truth)}
+
+    def sample(self, cond, steps=1, seed=0):
+        gen = torch.Generator().manual_seed(seed + 7 * steps)
+        centre = torch.stack([self.lookup[tuple(c.tolist())] for c in cond])
+        # ensemble mean off the truth by N(0, 1) per window, members spread N(0, 2^2)
+        rows = {}
+        for i, c in enumerate(cond):
+            rows.setdefault(tuple(c.tolist()), []).append(i)
+        offset = torch.zeros_like(centre)
+        for idx in rows.values():
+            offset[idx] = torch.randn(centre.shape[1:], generator=gen)
+        return centre + offset + 2.0 * torch.randn(centre.shape, generator=gen)
+
+
+def test_calibrate_spread_shrinks_an_over_dispersed_ensemble(lorenz):
+    setting = forecast_setting(lorenz, window=8, horizon=16, noise=0.05)
+    cond, target = setting.inputs(lorenz, seed=0)
+    model = _WideModel(target, cond)
+    spread = calibrate_spread(model, setting, cond, target, members=16, steps=1)
+    assert spread.dims == ("lead_time", "state") and spread.attrs["steps"] == 1
+    # the members' spread is 2x the error of the mean: factors near 1/2
+    assert 0.35 < float(np.median(spread.values)) < 0.7
+    raw = forecast(model, setting, cond, members=16, seed=3)
+    cal = forecast(model, setting, cond, members=16, seed=3, spread=spread)
+    np.testing.assert_allclose(cal.mean("member"), raw.mean("member"), rtol=1e-5, atol=1e-5)
+    ss_raw = _mean(score_ensemble(raw, target.numpy()), "spread_skill")
+    ss_cal = _mean(score_ensemble(cal, target.numpy()), "spread_skill")
+    assert ss_raw > 1.5 and 0.75 < ss_cal < 1.3
+    with pytest.raises(InputError, match="calibrated for steps=1, got steps=2"):
+        forecast(model, setting, cond, members=4, steps=2, spread=spread)
+    with pytest.raises(InputError, match="spread: expected the"):
+        forecast(model, setting, cond, members=4, spread=spread.isel(lead_time=slice(0, 3)))
+    with pytest.raises(InputError, match="at least 2 windows"):
+        calibrate_spread(model, setting, cond[:1], target[:1])
+    with pytest.raises(InputError, match="truth: expected"):
+        calibrate_spread(model, setting, cond[:4], target[:3])
+    with pytest.raises(InputError, match="members: expected an integer >= 2"):
+        calibrate_spread(model, setting, cond, target, members=1)
 
 
 def test_forecast_inputs_and_sampler_shapes(lorenz):

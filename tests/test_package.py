@@ -25,8 +25,9 @@ def test_the_public_surface_stays_small():
         for public in getattr(importlib.import_module(name), "__all__", [])
     }
     # 91 after the recipes redesign; the forecasting setting (tasks.ode) added six, streaming
-    # one (data.ImageFolder; the trainer-level DataStream stays in meanflow_sci.data.stream)
-    assert len(objects) <= 98, len(objects)
+    # one (data.ImageFolder; the trainer-level DataStream stays in meanflow_sci.data.stream),
+    # forecast calibration one (tasks.ode.calibrate_spread)
+    assert len(objects) <= 99, len(objects)
 
 
 def test_fit_and_load_are_plain_attributes_with_few_parameters():

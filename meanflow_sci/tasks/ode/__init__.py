@@ -9,7 +9,8 @@
 - Baselines: :class:`NearestNeighbour`, :func:`fit_neural_ode`.
 - Chaotic flows of the dysts catalogue by name (``"dysts:Rossler"``; :mod:`.catalogue`).
 - Forecasts: :func:`forecast_setting` (noisy, partial observed window -> next ``H`` steps),
-  :func:`forecast` (an ensemble, one network evaluation per member), :func:`reference_ensemble`
+  :func:`forecast` (an ensemble, one network evaluation per member), :func:`calibrate_spread`
+  (spread factors from held-out windows, for ``forecast(..., spread=)``), :func:`reference_ensemble`
   (the solver's calibrated answer), :func:`score_ensemble` (CRPS, energy score, spread-skill,
   rank histogram, coverage, sMAPE, valid time); :func:`evaluate` reports the dynamics residual
   (:func:`.metrics.dynamics_residual`).
@@ -26,7 +27,12 @@ Example:
 
 from meanflow_sci.tasks.ode import catalogue
 from meanflow_sci.tasks.ode.baselines import NearestNeighbour, fit_neural_ode
-from meanflow_sci.tasks.ode.forecasting import forecast, forecast_setting, reference_ensemble
+from meanflow_sci.tasks.ode.forecasting import (
+    calibrate_spread,
+    forecast,
+    forecast_setting,
+    reference_ensemble,
+)
 from meanflow_sci.tasks.ode.metrics import evaluate, relative_l2
 from meanflow_sci.tasks.ode.scores import plot_forecast, score_ensemble
 from meanflow_sci.tasks.ode.settings import condition_of, fit_inputs
@@ -42,6 +48,7 @@ __all__ = [
     "evaluate",
     "fit_inputs",
     "fit_neural_ode",
+    "calibrate_spread",
     "forecast",
     "forecast_setting",
     "plot_forecast",

@@ -53,6 +53,7 @@ __all__ = [
     "ForecastSetting",
     "forecast_setting",
     "forecast",
+    "calibrate_spread",
     "reference_ensemble",
     "forecast_ensemble_array",
 ]
@@ -234,6 +235,7 @@ def forecast(
     members: int = 32,
     steps: int = 1,
     seed: int = 0,
+    spread: xr.DataArray | None = None,
 ) -> xr.DataArray:
     """Sample an ensemble of ``members`` futures per observed window.
 
@@ -246,15 +248,19 @@ def forecast(
         members: ensemble size (``>= 1``; scores need ``>= 2``).
         steps: network evaluations per member.
         seed: seed of the sampling noise.
+        spread: factors from :func:`calibrate_spread` for the same ``steps``: each member's
+            deviation from its ensemble mean is scaled by the factor of its lead time and state.
 
     Returns:
         ``x (forecast, member, lead_time, state)``, or ``(member, lead_time, state)`` for one
         window; ``lead_time`` is the time since the last observation.
 
     Raises:
-        InputError: an observation whose shape does not match the setting.
+        InputError: an observation whose shape does not match the setting; ``spread`` of another
+            shape or calibrated for another number of steps.
     """
     check_positive_int("members", members)
+    factor = None if spread is None else _spread_factor(spread, setting, steps)
     obs = ensemble_array(observation, "observation")
     k, w = len(setting.observed), setting.window
     single = obs.ndim == 2 and obs.shape == (w, k)
@@ -272,7 +278,86 @@ def forecast(
     out = model.sample(cond=cond, steps=steps, seed=seed)
     out = ensemble_array(out, "samples")
     out = out.reshape(n, members, setting.horizon, len(setting.state_names))
+    if factor is not None:
+        mean = out.mean(axis=1, keepdims=True)
+        out = mean + factor * (out - mean)
     return forecast_ensemble_array(out, setting, single)
+
+
+def _spread_factor(spread: Any, setting: ForecastSetting, steps: int) -> np.ndarray:
+    shape = (setting.horizon, len(setting.state_names))
+    if not isinstance(spread, xr.DataArray) or spread.shape != shape:
+        raise InputError(
+            f"spread: expected the (lead_time, state) factors {shape} of calibrate_spread, got "
+            f"{describe(spread)}"
+        )
+    calibrated = spread.attrs.get("steps")
+    if calibrated != steps:
+        raise InputError(
+            f"spread: factors calibrated for steps={calibrated}, got steps={steps}; calibrate "
+            "each step count on its own"
+        )
+    return spread.values.astype(np.float64)
+
+
+def calibrate_spread(
+    model: Any,
+    setting: ForecastSetting,
+    observation: Any,
+    truth: Any,
+    *,
+    members: int = 32,
+    steps: int = 1,
+    seed: int = 0,
+) -> xr.DataArray:
+    """Spread factors that make a model's ensembles as wide as their errors, per lead time and
+    state, measured on windows the model was not fitted on.
+
+    The factor of lead time ``h`` and state ``j`` is the RMS error of the ensemble mean over the
+    ensemble spread (with the ``(M + 1) / M`` finite-ensemble factor) on these windows, so that
+    :func:`forecast` with ``spread=`` has a spread-skill ratio of 1 on them. Hold out about an
+    eighth of the training windows for it: on the training windows themselves the model's error
+    is optimistic. A one-step MMF ensemble is over-dispersed on slow flows (spread-skill 2-3 on
+    dysts Aizawa, DequanLi, GuckenheimerHolmes); these factors (0.4-0.5 there, 1.0-1.15 on
+    calibrated flows) bring its CRPS 10-25 % down (benchmarks/NOTES.md, "Chaos").
+
+    Args:
+        model: a fitted model of :meth:`ForecastSetting.inputs`.
+        setting: the setting it was fitted on.
+        observation: held-out observed windows ``(N, W, k)`` (or their flattened rows), ``N >= 2``.
+        truth: their true futures ``(N, H, S)``.
+        members: ensemble size (``>= 2``).
+        steps: network evaluations per member (the factors hold for this count only).
+        seed: seed of the sampling noise.
+
+    Returns:
+        ``spread_factor (lead_time, state)`` with ``attrs["steps"]``.
+
+    Raises:
+        InputError: fewer than 2 windows or members, a truth that does not match the setting.
+    """
+    check_positive_int("members", members, minimum=2)
+    ens = forecast(model, setting, observation, members=members, steps=steps, seed=seed)
+    if "forecast" not in ens.dims or ens.sizes["forecast"] < 2:
+        raise InputError(f"observation: expected at least 2 windows, got {describe(observation)}")
+    obs = ensemble_array(truth, "truth")
+    shape = (ens.sizes["forecast"], setting.horizon, len(setting.state_names))
+    if obs.shape != shape:
+        raise InputError(f"truth: expected the true futures {shape}, got {describe(truth)}")
+    x = ens.values
+    err2 = ((x.mean(axis=1) - obs) ** 2).mean(axis=0)
+    var = x.var(axis=1, ddof=1).mean(axis=0) * (members + 1) / members
+    tiny = 1e-24 * max(float((obs**2).mean()), 1e-300)
+    factor = np.sqrt(np.maximum(err2, tiny) / np.maximum(var, tiny))
+    out = xr.DataArray(
+        factor,
+        dims=("lead_time", "state"),
+        coords={"lead_time": setting.lead_time, "state": list(setting.state_names)},
+        name="spread_factor",
+    )
+    out.attrs["steps"] = int(steps)
+    out.attrs["members"] = int(members)
+    return out
 
 
 _REFERENCE_BATCH = 8192
