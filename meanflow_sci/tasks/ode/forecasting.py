@@ -8,7 +8,8 @@ units). :meth:`ForecastSetting.inputs` turns a Dataset from :func:`simulate` int
 numbers, the data the true full state over the next ``H`` grid points; fit it with
 ``recipe=setting.recipe`` (a distribution of futures, not the deterministic-map recipe that the
 automatic rule picks for float conditions). :func:`forecast` samples an
-ensemble per observation; :func:`reference_ensemble` is the solver's calibrated answer.
+ensemble per observation, with the spread factors of :func:`calibrate_spread` (measured on windows
+held out of the fit) when given; :func:`reference_ensemble` is the solver's calibrated answer.
 
 The solver reference: for each test trajectory, ``K`` candidate initial states are drawn around the
 true state at the window's first point (Gaussian, standard deviation the noise level times each
@@ -91,6 +92,8 @@ class ForecastSetting:
         data-estimate output collapses the ensemble: on dysts Rossler (2048 windows, 1500 steps)
         its one-step members had spread-skill 0.09 and 90 % coverage 0.30, against 1.85 and
         0.98 for this recipe and 1.01 and 0.92 for the solver (benchmarks/NOTES.md, "Chaos").
+        Its one-step ensembles are over-dispersed on slow flows: fit on 7/8 of the windows and
+        pass :func:`calibrate_spread` of the other 1/8 to :func:`forecast`.
         """
         return "trajectory_forecast"
 
@@ -319,7 +322,7 @@ def calibrate_spread(
     eighth of the training windows for it: on the training windows themselves the model's error
     is optimistic. A one-step MMF ensemble is over-dispersed on slow flows (spread-skill 2-3 on
     dysts Aizawa, DequanLi, GuckenheimerHolmes); these factors (0.4-0.5 there, 1.0-1.15 on
-    calibrated flows) bring its CRPS 10-25 % down (benchmarks/NOTES.md, "Chaos").
+    calibrated flows) bring its CRPS 19-25 % down (benchmarks/NOTES.md, "Chaos").
 
     Args:
         model: a fitted model of :meth:`ForecastSetting.inputs`.
