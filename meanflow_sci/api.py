@@ -65,7 +65,12 @@ from meanflow_sci.recipes import (
     resolve_recipe,
 )
 from meanflow_sci.train import Trainer
-from meanflow_sci.train.checkpoint import check_parent_folders, read_folder, write_folder
+from meanflow_sci.train.checkpoint import (
+    check_checkpoint_dir,
+    check_parent_folders,
+    read_folder,
+    write_folder,
+)
 
 __all__ = [
     "fit",
@@ -755,15 +760,8 @@ def fit(
     check_range("val_fraction", val_fraction, 0.0, 1.0)
     if resolved.objective.guidance is not None and cond is None:
         raise InputError("objective['guidance']: classifier-free guidance needs cond, got None")
-    if (
-        checkpoint_dir is not None
-        and check_parent_folders(checkpoint_dir, "checkpoint_dir").exists()
-    ):
-        if not Path(checkpoint_dir).is_dir():
-            raise InputError(
-                f"checkpoint_dir: expected a folder (existing or new), got the file "
-                f"{str(checkpoint_dir)!r}"
-            )
+    if checkpoint_dir is not None:
+        check_checkpoint_dir(checkpoint_dir)
     if resume and checkpoint_dir is None:
         raise InputError("resume: expected a checkpoint_dir to resume from, got None")
     # Options that would be silently ignored are refused.

@@ -41,6 +41,7 @@ __all__ = [
     "STATE_FILE",
     "check_parent_folders",
     "checkpoint_name",
+    "check_checkpoint_dir",
     "prepare_checkpoint_dir",
     "list_checkpoints",
     "latest_checkpoint",
@@ -97,8 +98,8 @@ def check_parent_folders(path: str | os.PathLike, name: str) -> Path:
     return target
 
 
-def prepare_checkpoint_dir(directory: str | os.PathLike) -> Path:
-    """Check ``directory`` can hold checkpoints and create it; return it as a Path.
+def check_checkpoint_dir(directory: str | os.PathLike) -> Path:
+    """Check ``directory`` can hold checkpoints (without creating it); return it as a Path.
 
     Raises:
         InputError: if the path exists and is not a folder, or lies under a plain file.
@@ -109,6 +110,12 @@ def prepare_checkpoint_dir(directory: str | os.PathLike) -> Path:
             "checkpoint_dir: expected a folder (existing or new), "
             f"got an existing file {str(path)!r}"
         )
+    return path
+
+
+def prepare_checkpoint_dir(directory: str | os.PathLike) -> Path:
+    """:func:`check_checkpoint_dir`, then create the folder; return it as a Path."""
+    path = check_checkpoint_dir(directory)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
