@@ -45,7 +45,7 @@ from torch import Tensor
 
 from meanflow_sci.errors import InputError, check_positive_int, describe
 
-from .scores import ensemble_array
+from .scores import ensemble_array, spread_and_error
 from .settings import check_dataset
 from .simulate import integrate
 from .systems import ODESystem, get_system
@@ -347,10 +347,7 @@ def calibrate_spread(
     shape = (ens.sizes["forecast"], setting.horizon, len(setting.state_names))
     if obs.shape != shape:
         raise InputError(f"truth: expected the true futures {shape}, got {describe(truth)}")
-    x = ens.values
-    err2 = ((x.mean(axis=1) - obs) ** 2).mean(axis=0)
-    var = x.var(axis=1, ddof=1).mean(axis=0) * (members + 1) / members
-    tiny = 1e-24 * max(float((obs**2).mean()), 1e-300)
+    var, err2, tiny = spread_and_error(ens.values, obs, axis=0)
     factor = np.sqrt(np.maximum(err2, tiny) / np.maximum(var, tiny))
     out = xr.DataArray(
         factor,

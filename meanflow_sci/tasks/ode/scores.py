@@ -65,6 +65,18 @@ def ensemble_array(value: Any, name: str) -> np.ndarray:
         raise InputError(f"{name}: expected an array of numbers, got {describe(value)}") from err
 
 
+def spread_and_error(ens: np.ndarray, obs: np.ndarray, axis: Any) -> tuple:
+    """The two sides of the spread-skill ratio of ensembles ``(N, M, H, S)`` against truths
+    ``(N, H, S)``, averaged over ``axis`` of ``(N, H, S)``: the member variance with the
+    ``(M + 1) / M`` finite-ensemble factor, the squared error of the ensemble mean, and a floor
+    below which both count as zero (relative to the truths' size)."""
+    m = ens.shape[1]
+    err2 = ((ens.mean(axis=1) - obs) ** 2).mean(axis=axis)
+    var = ens.var(axis=1, ddof=1).mean(axis=axis) * (m + 1) / m
+    tiny = 1e-24 * max(float((obs**2).mean()), 1e-300)
+    return var, err2, tiny
+
+
 def score_ensemble(
     ensemble: Any,
     truth: Any,
@@ -135,9 +147,7 @@ def score_ensemble(
     )
 
     mean = ens.mean(axis=1)  # (N, H, S)
-    err2 = ((mean - obs) ** 2).mean(axis=(0, 2))
-    var = (ens.var(axis=1, ddof=1)).mean(axis=(0, 2)) * (m + 1) / m
-    tiny = 1e-24 * max(float((obs**2).mean()), 1e-300)
+    var, err2, tiny = spread_and_error(ens, obs, axis=(0, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         # undefined (NaN) where the ensemble mean is exact: an ensemble equal to the truth
         spread_skill = np.where(err2 > tiny, np.sqrt(var / np.maximum(err2, tiny)), np.nan)
