@@ -28,10 +28,12 @@ beside ``chaos.json`` / ``chaos.md`` and plots.
 Usage (needs ``pip install -e ".[dysts]"``):
     python benchmarks/chaos.py --suite quick --out runs/bench_chaos
     python benchmarks/chaos.py --suite standard --threads 2 --out runs/bench_chaos
+    python benchmarks/chaos.py --merge runs/part_a runs/part_b --out runs/bench_chaos
 """
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from pathlib import Path
@@ -360,6 +362,55 @@ def run(
     return report
 
 
+def merge(parts: list[str | Path], out: str | Path | None = None) -> dict:
+    """One report from runs of the same tier and seed on disjoint ``--systems`` (each a folder
+    holding ``chaos.json`` and ``chaos.nc``): rows and scores joined, medians recomputed."""
+    reports, folders = [], [Path(x) for x in parts]
+    for folder in folders:
+        path = folder / "chaos.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"parts: expected {path} from a chaos run, found none")
+        reports.append(json.loads(path.read_text()))
+    first = reports[0]
+    for folder, r in zip(folders, reports):
+        if (r["suite"], r["seed"]) != (first["suite"], first["seed"]):
+            raise ValueError(
+                f"parts: every run must share suite and seed, got {r['suite']!r} seed "
+                f"{r['seed']} in {folder} against {first['suite']!r} seed {first['seed']}"
+            )
+    names = [s for r in reports for s in r["systems"]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"parts: a system appears in two runs ({sorted(names)})")
+    f_rows = [row for r in reports for row in r["forecast"]]
+    m_rows = [row for r in reports for row in r["map"]]
+    report = {
+        **{k: first[k] for k in ("suite", "seed", "config", "machine")},
+        "systems": names,
+        "held_out": [s for r in reports for s in r["held_out"]],
+        "parts": [str(f) for f in folders],
+        "forecast": f_rows,
+        "map": m_rows,
+        **summarise(f_rows, m_rows),
+        "per_system": {k: v for r in reports for k, v in r["per_system"].items()},
+        "tables": [
+            {"name": "chaos_forecast", "title": "Forecast scores", "rows": f_rows},
+            {"name": "chaos_map", "title": "Map relative L2", "rows": m_rows},
+        ],
+        "time_s": sum(r["time_s"] for r in reports),
+    }
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        # the encodings loaded would fix the string width of the first part's names
+        scores = [xr.load_dataset(f / "chaos.nc").drop_encoding() for f in folders]
+        combined = xr.concat(scores, dim="system", coords="minimal", compat="override")
+        tmp = out / ".chaos.nc.tmp"
+        combined.to_netcdf(tmp)
+        tmp.replace(out / "chaos.nc")
+        write_results(out, "chaos", report, to_markdown(report))
+    return report
+
+
 def _jsonable(report: dict) -> dict:
     return {k: v for k, v in report.items() if k != "per_system"} | {
         "per_system": {
@@ -415,7 +466,14 @@ def main() -> None:
     p = task_parser(__doc__, "chaos", SUITES)
     p.set_defaults(suite="quick")
     p.add_argument("--systems", default=None, help="comma-separated dysts flows (e.g. Lorenz)")
+    p.add_argument(
+        "--merge", nargs="+", default=None, metavar="FOLDER",
+        help="join the results of runs on disjoint --systems into --out (no training)",
+    )  # fmt: skip
     args = p.parse_args()
+    if args.merge is not None:
+        print(to_markdown(merge(args.merge, args.out)))
+        return
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     systems = None if args.systems is None else tuple(s.strip() for s in args.systems.split(","))

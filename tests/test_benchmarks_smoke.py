@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -375,6 +376,24 @@ def test_chaos_smoke_scores_every_method(tmp_path):
     assert scores["crps"].dims == ("system", "model", "lead_step", "state")
     assert scores["lead_time_value"].dims == ("system", "lead_step")
     assert (tmp_path / "chaos.png").exists() and (tmp_path / "chaos.md").exists()
+
+    # a second flow in a run of its own, joined to the first
+    second = chaos.systems_for(2)[1]
+    chaos.run("smoke", out=tmp_path / "b", systems=(second,))
+    merged = chaos.merge([tmp_path, tmp_path / "b"], tmp_path / "all")
+    assert merged["systems"] == [report["systems"][0], second]
+    joined = xr.open_dataset(tmp_path / "all" / "chaos.nc")
+    assert list(joined["system"].values) == merged["systems"]  # full names, not cut to the first
+    part = xr.open_dataset(tmp_path / "b" / "chaos.nc")
+    assert np.allclose(joined["crps"].sel(system=second), part["crps"].sel(system=second))
+    assert (
+        merged["medians"]["crps_mmf1_over_fm50"]
+        == chaos.summarise(merged["forecast"], merged["map"])["medians"]["crps_mmf1_over_fm50"]
+    )
+    with pytest.raises(ValueError, match="appears in two runs"):
+        chaos.merge([tmp_path, tmp_path], None)
+    with pytest.raises(FileNotFoundError, match="chaos.json"):
+        chaos.merge([tmp_path / "missing"], None)
 
 
 def test_stream_smoke_compares_file_and_memory_per_trajectory_recipe():
