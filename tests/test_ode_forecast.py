@@ -139,6 +139,13 @@ def test_calibrate_spread_shrinks_an_over_dispersed_ensemble(lorenz):
         calibrate_spread(model, setting, cond[:4], target[:3])
     with pytest.raises(InputError, match="members: expected an integer >= 2"):
         calibrate_spread(model, setting, cond, target, members=1)
+    bad = target.clone()
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="truth: expected finite values"):
+        calibrate_spread(model, setting, cond, bad)
+    model.lookup[tuple(cond[0].tolist())] = bad[0]  # the model now returns NaN for one window
+    with pytest.raises(InputError, match="model: expected finite samples"):
+        calibrate_spread(model, setting, cond, target)
 
 
 def test_forecast_inputs_and_sampler_shapes(lorenz):

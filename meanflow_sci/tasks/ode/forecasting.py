@@ -337,7 +337,8 @@ def calibrate_spread(
         ``spread_factor (lead_time, state)`` with ``attrs["steps"]``.
 
     Raises:
-        InputError: fewer than 2 windows or members, a truth that does not match the setting.
+        InputError: fewer than 2 windows or members, a truth that does not match the setting,
+            non-finite truth or samples (the factors would be NaN).
     """
     check_positive_int("members", members, minimum=2)
     ens = forecast(model, setting, observation, members=members, steps=steps, seed=seed)
@@ -347,6 +348,10 @@ def calibrate_spread(
     shape = (ens.sizes["forecast"], setting.horizon, len(setting.state_names))
     if obs.shape != shape:
         raise InputError(f"truth: expected the true futures {shape}, got {describe(truth)}")
+    for name, arr in (("truth", obs), ("model", ens.values)):
+        if not np.all(np.isfinite(arr)):
+            what = "values" if name == "truth" else "samples"
+            raise InputError(f"{name}: expected finite {what}, got NaN or inf")
     var, err2, tiny = spread_and_error(ens.values, obs, axis=0)
     factor = np.sqrt(np.maximum(err2, tiny) / np.maximum(var, tiny))
     out = xr.DataArray(
