@@ -183,21 +183,29 @@ def run(
     verbose: bool = False,
     tasks: tuple[str, ...] | None = None,
     seeds: int | None = None,
+    steps: int | None = None,
+    methods: tuple[str, ...] = METHODS,
 ) -> dict:
-    """Run a tier (optionally only some ``tasks`` or another number of training ``seeds``);
-    return (and write under ``out``) a JSON-able dict of results and targets."""
+    """Run a tier (optionally only some ``tasks`` or ``methods``, another number of training
+    ``seeds`` or train ``steps`` for every method); return (and write under ``out``) a JSON-able
+    dict of results and targets."""
     cfg = dict(check_suite(suite, SUITES))
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"methods: expected some of {METHODS}, got {unknown}")
     try:
         meta_world.require()
     except ImportError as err:
         return {"skipped": str(err), "suite": suite}
-    if tasks is not None or seeds is not None:
+    if tasks is not None or seeds is not None or steps is not None:
         cfg.update(tasks=tasks or cfg["tasks"], seeds=seeds or cfg["seeds"])
+        cfg["steps"] = steps or cfg["steps"]
         suite = f"{suite} (subset)"
+    log = print if verbose else None
     report = {
         "suite": suite,
         "seed": seed,
-        **run_tasks(cfg, device=device, seed=seed, log=print if verbose else None),
+        **run_tasks(cfg, methods=tuple(methods), device=device, seed=seed, log=log),
     }
     if out is not None:
         write_results(out, "metaworld", report, to_markdown(report))
@@ -267,11 +275,17 @@ def main() -> None:
     p = task_parser(__doc__, "metaworld", SUITES)
     p.add_argument("--tasks", default=None, help="comma-separated subset of the tier's tasks")
     p.add_argument("--seeds", type=int, default=None, help="training seeds (default: the tier's)")
+    p.add_argument("--steps", type=int, default=None, help="train steps (default: the recipe's)")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     args = p.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(","))
-    report = run(args.suite, args.device, args.out, args.seed, True, tasks=tasks, seeds=args.seeds)
+    methods = tuple(m.strip() for m in args.methods.split(","))
+    report = run(
+        args.suite, args.device, args.out, args.seed, True, tasks=tasks, seeds=args.seeds,
+        steps=args.steps, methods=methods,
+    )  # fmt: skip
     print(to_markdown(report))
 
 

@@ -340,10 +340,15 @@ def test_meta_world_smoke_has_success_table(tmp_path):
     from benchmarks import meta_world as bench
     from meanflow_sci.tasks.control import meta_world
 
+    with pytest.raises(ValueError, match="methods: expected some of"):
+        bench.run("smoke", methods=("mmf-1", "ddpm"))
     if not meta_world.available():
         assert "skipped" in bench.run("smoke")
         pytest.skip('Meta-World benchmark needs the metaworld extra (pip install ".[metaworld]")')
     torch.set_num_threads(1)
+    subset = bench.run("smoke", methods=("mmf-1", "bc"), steps=5)
+    assert subset["methods"] == ["mmf-1", "bc"] and subset["config"]["steps"] == 5
+    assert set(subset["targets"]) == {"mean_success"}  # the FM-100 targets need FM-100
     report = bench.run("smoke", out=tmp_path)
     row = report["tables"][0]["rows"][0]
     assert row["task"] == "reach-v3" and row["group"] == "easy"
