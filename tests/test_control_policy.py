@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from meanflow_sci.errors import InputError
 from meanflow_sci.tasks.control import (
@@ -153,3 +154,15 @@ def test_example_script_help_lists_its_options():
     assert out.returncode == 0
     for flag in ("--env", "--tasks", "--demos", "--episodes", "--steps", "--device", "--out"):
         assert flag in out.stdout
+
+
+def test_many_demonstrations_train_three_times_the_recipe_steps(pendulum_ds):
+    from meanflow_sci.tasks.control.policy import MANY_DEMOS, MANY_DEMOS_STEPS, recipe_train
+
+    few = pendulum_ds.isel(episode=[0])
+    many = xr.concat([few] * MANY_DEMOS, dim="episode")
+    assert recipe_train(few, "policy", None) is None  # the recipe's 2000 steps
+    assert recipe_train(many, "policy", None) == {"max_steps": MANY_DEMOS_STEPS}
+    assert recipe_train(many, "policy", {"lr": 1e-3}) == {"lr": 1e-3, "max_steps": 6000}
+    assert recipe_train(many, "policy", {"max_steps": 10}) == {"max_steps": 10}  # the caller's
+    assert recipe_train(many, "vectors", None) is None  # only the policy recipe
