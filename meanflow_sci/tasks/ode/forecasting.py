@@ -45,7 +45,7 @@ from torch import Tensor
 
 from meanflow_sci.errors import InputError, check_positive_int, describe
 
-from .scores import ensemble_array, spread_and_error
+from .scores import check_finite, ensemble_array, spread_and_error
 from .settings import check_dataset
 from .simulate import integrate
 from .systems import ODESystem, get_system
@@ -348,10 +348,8 @@ def calibrate_spread(
     shape = (ens.sizes["forecast"], setting.horizon, len(setting.state_names))
     if obs.shape != shape:
         raise InputError(f"truth: expected the true futures {shape}, got {describe(truth)}")
-    for name, arr in (("truth", obs), ("model", ens.values)):
-        if not np.all(np.isfinite(arr)):
-            what = "values" if name == "truth" else "samples"
-            raise InputError(f"{name}: expected finite {what}, got NaN or inf")
+    check_finite("truth", obs)
+    check_finite("model", ens.values, "samples")
     var, err2, tiny = spread_and_error(ens.values, obs, axis=0)
     factor = np.sqrt(np.maximum(err2, tiny) / np.maximum(var, tiny))
     out = xr.DataArray(

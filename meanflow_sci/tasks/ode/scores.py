@@ -65,6 +65,12 @@ def ensemble_array(value: Any, name: str) -> np.ndarray:
         raise InputError(f"{name}: expected an array of numbers, got {describe(value)}") from err
 
 
+def check_finite(name: str, arr: np.ndarray, what: str = "values") -> None:
+    """Raise an ``InputError`` naming ``name`` when ``arr`` holds NaN or inf."""
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{name}: expected finite {what}, got NaN or inf")
+
+
 def spread_and_error(ens: np.ndarray, obs: np.ndarray, axis: Any) -> tuple:
     """The two sides of the spread-skill ratio of ensembles ``(N, M, H, S)`` against truths
     ``(N, H, S)``, averaged over ``axis`` of ``(N, H, S)``: the member variance with the
@@ -126,9 +132,8 @@ def score_ensemble(
         raise InputError(
             f"truth: expected shape {(n, h, s)} to match ensemble {ens.shape}, got {obs.shape}"
         )
-    for name, arr in (("ensemble", ens), ("truth", obs)):
-        if not np.all(np.isfinite(arr)):
-            raise InputError(f"{name}: expected finite values, got NaN or inf")
+    check_finite("ensemble", ens)
+    check_finite("truth", obs)
     lead = np.arange(h, dtype=np.float64)
     if lead_time is not None:
         lead = ensemble_array(lead_time, "lead_time")
