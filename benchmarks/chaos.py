@@ -344,22 +344,32 @@ def run(
         "map": m_rows,
         **summarise(f_rows, m_rows),
         "per_system": extra,
-        "tables": [
-            {"name": "chaos_forecast", "title": "Forecast scores", "rows": f_rows},
-            {"name": "chaos_map", "title": "Map relative L2", "rows": m_rows},
-        ],
+        "tables": _tables(f_rows, m_rows),
         "time_s": time.perf_counter() - t0,
     }
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        combined = xr.concat(scores, dim="system", coords="minimal", compat="override")
-        tmp = out / ".chaos.nc.tmp"
-        combined.to_netcdf(tmp)
-        tmp.replace(out / "chaos.nc")
+        combined = _write_scores(out, scores)
         write_results(out, "chaos", _jsonable(report), to_markdown(report))
         plot(combined, report, out)
     return report
+
+
+def _tables(f_rows: list[dict], m_rows: list[dict]) -> list[dict]:
+    return [
+        {"name": "chaos_forecast", "title": "Forecast scores", "rows": f_rows},
+        {"name": "chaos_map", "title": "Map relative L2", "rows": m_rows},
+    ]
+
+
+def _write_scores(out: Path, scores: list[xr.Dataset]) -> xr.Dataset:
+    """The per-system scores joined along ``system``, written to ``out/chaos.nc`` atomically."""
+    combined = xr.concat(scores, dim="system", coords="minimal", compat="override")
+    tmp = out / ".chaos.nc.tmp"
+    combined.to_netcdf(tmp)
+    tmp.replace(out / "chaos.nc")
+    return combined
 
 
 def merge(parts: list[str | Path], out: str | Path | None = None) -> dict:
@@ -392,21 +402,14 @@ def merge(parts: list[str | Path], out: str | Path | None = None) -> dict:
         "map": m_rows,
         **summarise(f_rows, m_rows),
         "per_system": {k: v for r in reports for k, v in r["per_system"].items()},
-        "tables": [
-            {"name": "chaos_forecast", "title": "Forecast scores", "rows": f_rows},
-            {"name": "chaos_map", "title": "Map relative L2", "rows": m_rows},
-        ],
+        "tables": _tables(f_rows, m_rows),
         "time_s": sum(r["time_s"] for r in reports),
     }
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         # the encodings loaded would fix the string width of the first part's names
-        scores = [xr.load_dataset(f / "chaos.nc").drop_encoding() for f in folders]
-        combined = xr.concat(scores, dim="system", coords="minimal", compat="override")
-        tmp = out / ".chaos.nc.tmp"
-        combined.to_netcdf(tmp)
-        tmp.replace(out / "chaos.nc")
+        _write_scores(out, [xr.load_dataset(f / "chaos.nc").drop_encoding() for f in folders])
         write_results(out, "chaos", report, to_markdown(report))
     return report
 
