@@ -15,6 +15,7 @@ MP1 report them (easy / medium / hard / very hard).
 Usage (needs ``pip install -e ".[metaworld]"``):
     python benchmarks/meta_world.py --suite standard --threads 2 --out runs/bench_metaworld
     python benchmarks/meta_world.py --suite quick --out runs/bench_metaworld
+    python benchmarks/meta_world.py --merge runs/seed0 runs/seed1 --out runs/bench_metaworld
 """
 
 from __future__ import annotations
@@ -212,6 +213,68 @@ def run(
     return report
 
 
+_SAME = ("demos", "episodes", "steps", "max_steps", "eval_seed")
+
+
+def merge(parts: list[str | Path], out: str | Path | None = None) -> dict:
+    """One report from runs of the same tier on other training seeds or tasks (each a folder
+    holding ``metaworld.json``): each task's runs are pooled over seeds and the figures, means
+    and targets recomputed. A (task, training seed) pair may appear once."""
+    reports, folders = [], [Path(x) for x in parts]
+    for folder in folders:
+        path = folder / "metaworld.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"parts: expected {path} from a Meta-World run, found none")
+        reports.append(json.loads(path.read_text()))
+    first = reports[0]
+    for folder, r in zip(folders, reports):
+        if "skipped" in r:
+            raise ValueError(f"parts: {folder} holds a skipped run ({r['skipped']})")
+        mine, theirs = ({k: x["config"].get(k) for k in _SAME} for x in (r, first))
+        if mine != theirs or r["methods"] != first["methods"]:
+            raise ValueError(
+                f"parts: every run must share {_SAME} and methods, got {mine} "
+                f"{r['methods']} in {folder} against {theirs} {first['methods']}"
+            )
+    runs: dict[str, dict[int, dict]] = {}
+    for folder, r in zip(folders, reports):
+        seeds = range(r["seed"], r["seed"] + r["config"]["seeds"])
+        for task, task_runs in r["runs"].items():
+            for s, res in zip(seeds, task_runs):
+                if s in runs.setdefault(task, {}):
+                    raise ValueError(f"parts: {task} seed {s} appears twice (again in {folder})")
+                runs[task][s] = res
+    order = [t for t in TASKS if t in runs]
+    per_task = {t: _task_rows([runs[t][s] for s in sorted(runs[t])]) for t in order}
+    seeds_per_task = {t: sorted(runs[t]) for t in order}
+    methods = tuple(first["methods"])
+    counts = {len(v) for v in seeds_per_task.values()}
+    report = {
+        "suite": first["suite"].replace(" (subset)", "") + " (merged)",
+        "seed": min(s for v in seeds_per_task.values() for s in v),
+        "config": {**first["config"], "tasks": order, "seeds": min(counts)},
+        "methods": list(methods),
+        "groups": {t: TASKS[t] for t in order},
+        "machine": first["machine"],
+        "parts": [str(f) for f in folders],
+        "seeds_per_task": seeds_per_task,
+        "per_task": per_task,
+        "targets": _targets(per_task, methods),
+        "tables": [_table(per_task, methods)],
+        "runs": {t: [runs[t][s] for s in sorted(runs[t])] for t in order},
+        "time_s": sum(r["time_s"] for r in reports),
+    }
+    if len({tuple(v) for v in seeds_per_task.values()}) == 1:  # the same seeds on every task
+        report["mean_success_per_seed"] = {
+            m: [float(np.mean([per_task[t][m]["success_per_seed"][i] for t in order]))
+                for i in range(len(seeds_per_task[order[0]]))]
+            for m in methods
+        }  # fmt: skip
+    if out is not None:
+        write_results(out, "metaworld", report, to_markdown(report))
+    return report
+
+
 def _table(per_task: dict, methods: tuple[str, ...] = METHODS) -> dict:
     rows = []
     for task, res in per_task.items():
@@ -235,6 +298,11 @@ def to_markdown(report: dict) -> str:
         f"{cfg['episodes']} held-out episodes; torch {m['torch']}, {m['torch_threads']} threads, "
         f"{report['time_s']:.0f} s",
         "",
+    ]
+    counts = {len(v) for v in report.get("seeds_per_task", {}).values()}
+    if len(counts) > 1:
+        lines += [f"training seeds per task: {report['seeds_per_task']}", ""]
+    lines += [
         "| task | group | expert | " + " | ".join(f"{x} success [95% CI]" for x in methods) + " |",
         "|---|---|---|" + "---|" * len(methods),
     ]
@@ -263,6 +331,12 @@ def to_markdown(report: dict) -> str:
             f"{sum(r[x]['train_s'] for r in rs):.0f} / "
             f"{sum(r[x].get('eval_s', 0) for r in rs):.0f} |"
         )
+    if "mean_success_per_seed" in report:
+        seeds = next(iter(report["seeds_per_task"].values()))
+        lines += ["", f"Mean success per training seed ({', '.join(map(str, seeds))}):", ""]
+        for x in methods:
+            per_seed = " / ".join(f"{v:.3f}" for v in report["mean_success_per_seed"][x])
+            lines.append(f"- {x}: {per_seed}")
     lines += ["", "## Targets", ""]
     for k, v in tg.items():
         if k != "mean_success":
@@ -277,7 +351,14 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=None, help="training seeds (default: the tier's)")
     p.add_argument("--steps", type=int, default=None, help="train steps (default: the recipe's)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    p.add_argument(
+        "--merge", nargs="+", default=None, metavar="FOLDER",
+        help="pool finished runs (folders holding metaworld.json) into one report under --out",
+    )  # fmt: skip
     args = p.parse_args()
+    if args.merge is not None:
+        print(to_markdown(merge(args.merge, args.out)))
+        return
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(","))

@@ -359,6 +359,61 @@ def test_meta_world_smoke_has_success_table(tmp_path):
     assert (tmp_path / "metaworld.md").exists()
 
 
+def _fake_metaworld_run(tmp_path, name, seed, tasks, hits, demos=50):
+    """A metaworld.json as one training seed's run writes it, with given successes per task."""
+    from benchmarks import meta_world as bench
+    from benchmarks.report import write_results
+
+    def method(flags):
+        return {"successes": flags, "success_rate": float(np.mean(flags)), "action_change": 0.1,
+                "latency_ms_median": 1.0, "latency_ms_p95": 2.0, "train_time_s": 3.0,
+                "eval_time_s": 4.0}  # fmt: skip
+
+    runs = {t: [{"methods": {m: method(hits[t][m]) for m in bench.METHODS},
+                 "expert": {"success_rate": 1.0, "action_change": 0.05}}]
+            for t in tasks}  # fmt: skip
+    cfg = dict(bench.SUITES["full"], tasks=list(tasks), demos=demos, seeds=1, eval_seed=10_000)
+    machine = {"torch": "x", "torch_threads": 1}
+    report = {"suite": "full (subset)", "seed": seed, "config": cfg, "machine": machine,
+              "methods": list(bench.METHODS), "runs": runs, "time_s": 10.0}  # fmt: skip
+    write_results(tmp_path / name, "metaworld", report, "")
+    return tmp_path / name
+
+
+def test_meta_world_merge_pools_seeds_and_refuses_overlap(tmp_path):
+    from benchmarks import meta_world as bench
+
+    ones, zeros = [True, True], [False, False]
+    a = _fake_metaworld_run(tmp_path, "a", 0, ["push-v3", "reach-v3"],
+                            {"push-v3": dict.fromkeys(bench.METHODS, ones),
+                             "reach-v3": dict.fromkeys(bench.METHODS, zeros)})  # fmt: skip
+    bc_fails = {**dict.fromkeys(bench.METHODS, ones), "bc": zeros}
+    b = _fake_metaworld_run(tmp_path, "b", 1, ["reach-v3"], {"reach-v3": bc_fails})
+    merged = bench.merge([a, b], tmp_path / "all")
+    assert merged["config"]["tasks"] == ["reach-v3", "push-v3"]  # the benchmark's task order
+    assert merged["seeds_per_task"] == {"reach-v3": [0, 1], "push-v3": [0]}
+    reach = merged["per_task"]["reach-v3"]
+    assert reach["mmf-1"]["success"] == 0.5 and reach["mmf-1"]["success_per_seed"] == [0.0, 1.0]
+    assert reach["bc"]["success"] == 0.0
+    assert merged["targets"]["mean_success"]["mmf-1"] == 0.75  # mean over the two tasks
+    assert merged["targets"]["mmf_vs_bc"]["value"] == 0.25
+    assert "mean_success_per_seed" not in merged  # push-v3 has one seed, reach-v3 two
+    text = (tmp_path / "all" / "metaworld.md").read_text()
+    assert "training seeds per task" in text and "| reach-v3 | easy |" in text
+    with pytest.raises(ValueError, match="push-v3 seed 0 appears twice"):
+        bench.merge([a, a], None)
+    c = _fake_metaworld_run(tmp_path, "c", 2, ["push-v3"],
+                            {"push-v3": dict.fromkeys(bench.METHODS, ones)}, demos=10)  # fmt: skip
+    with pytest.raises(ValueError, match="every run must share"):
+        bench.merge([a, c], None)
+    with pytest.raises(FileNotFoundError, match="from a Meta-World run"):
+        bench.merge([tmp_path / "missing"], None)
+    d = _fake_metaworld_run(tmp_path, "d", 1, ["push-v3"],
+                            {"push-v3": dict.fromkeys(bench.METHODS, zeros)})  # fmt: skip
+    same_seeds = bench.merge([a, b, d], None)
+    assert same_seeds["mean_success_per_seed"]["mmf-1"] == [0.5, 0.5]
+
+
 def test_chaos_smoke_scores_every_method(tmp_path):
     from benchmarks import chaos
 
