@@ -33,7 +33,6 @@ Usage (needs ``pip install -e ".[dysts]"``):
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from pathlib import Path
@@ -50,11 +49,11 @@ from meanflow_sci.tasks.ode.metrics import dynamics_residual
 
 try:
     from benchmarks.budget import TimeLimit, fit_within
-    from benchmarks.common import check_suite, machine_info, rows_md, task_parser
+    from benchmarks.common import check_suite, machine_info, read_parts, rows_md, task_parser
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/chaos.py
     from budget import TimeLimit, fit_within
-    from common import check_suite, machine_info, rows_md, task_parser
+    from common import check_suite, machine_info, read_parts, rows_md, task_parser
     from report import write_results
 
 SUITES = {
@@ -375,12 +374,7 @@ def _write_scores(out: Path, scores: list[xr.Dataset]) -> xr.Dataset:
 def merge(parts: list[str | Path], out: str | Path | None = None) -> dict:
     """One report from runs of the same tier and seed on disjoint ``--systems`` (each a folder
     holding ``chaos.json`` and ``chaos.nc``): rows and scores joined, medians recomputed."""
-    reports, folders = [], [Path(x) for x in parts]
-    for folder in folders:
-        path = folder / "chaos.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"parts: expected {path} from a chaos run, found none")
-        reports.append(json.loads(path.read_text()))
+    folders, reports = read_parts(parts, "chaos", "chaos")
     first = reports[0]
     for folder, r in zip(folders, reports):
         if (r["suite"], r["seed"]) != (first["suite"], first["seed"]):

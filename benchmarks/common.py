@@ -7,6 +7,7 @@ can all use it without import cycles.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -153,6 +154,17 @@ def rows_md(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def read_parts(parts: list[str | Path], stem: str, what: str) -> tuple[list[Path], list[dict]]:
+    """The folders of finished runs to merge and the ``stem.json`` report each holds."""
+    folders, reports = [Path(x) for x in parts], []
+    for folder in folders:
+        path = folder / f"{stem}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"parts: expected {path} from a {what} run, found none")
+        reports.append(json.loads(path.read_text()))
+    return folders, reports
 
 
 def task_parser(doc: str, name: str, suites: Mapping[str, Any]) -> argparse.ArgumentParser:

@@ -34,11 +34,11 @@ from meanflow_sci.tasks.control import meta_world
 from meanflow_sci.tasks.control.evaluate import success_interval
 
 try:
-    from benchmarks.common import check_suite, machine_info, task_parser
+    from benchmarks.common import check_suite, machine_info, read_parts, task_parser
     from benchmarks.policies import compare
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/meta_world.py
-    from common import check_suite, machine_info, task_parser
+    from common import check_suite, machine_info, read_parts, task_parser
     from policies import compare
     from report import write_results
 
@@ -220,12 +220,7 @@ def merge(parts: list[str | Path], out: str | Path | None = None) -> dict:
     """One report from runs of the same tier on other training seeds or tasks (each a folder
     holding ``metaworld.json``): each task's runs are pooled over seeds and the figures, means
     and targets recomputed. A (task, training seed) pair may appear once."""
-    reports, folders = [], [Path(x) for x in parts]
-    for folder in folders:
-        path = folder / "metaworld.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"parts: expected {path} from a Meta-World run, found none")
-        reports.append(json.loads(path.read_text()))
+    folders, reports = read_parts(parts, "metaworld", "Meta-World")
     first = reports[0]
     for folder, r in zip(folders, reports):
         if "skipped" in r:
