@@ -7,7 +7,8 @@ seeds x evaluation episodes; success is ``info["success"]`` and ends the episode
 the ``"policy"`` recipe on the same backbone and budget (flow matching and behaviour cloning with
 another objective; the FM network is sampled with 10 and 100 steps). Per task and method: success
 rate with a Wilson interval over all seeds' episodes, decision latency median / p95 (batch 1), mean
-squared change of consecutive actions; and the mean success over tasks.
+squared change of consecutive actions; and the mean success over tasks. With ``--out``: the
+tables (``metaworld.md``, ``metaworld.json``) and two figures (``success.png``, ``latency.png``).
 
 Tasks: :data:`TASKS`, fixed before any result, covering Meta-World's difficulty groups as DP3 and
 MP1 report them (easy / medium / hard / very hard).
@@ -34,11 +35,11 @@ from meanflow_sci.tasks.control import meta_world
 from meanflow_sci.tasks.control.evaluate import success_interval
 
 try:
-    from benchmarks.common import check_suite, machine_info, read_parts, task_parser
+    from benchmarks.common import check_suite, machine_info, pyplot, read_parts, task_parser
     from benchmarks.policies import compare
     from benchmarks.report import write_results
 except ModuleNotFoundError:  # run as a script: python benchmarks/meta_world.py
-    from common import check_suite, machine_info, read_parts, task_parser
+    from common import check_suite, machine_info, pyplot, read_parts, task_parser
     from policies import compare
     from report import write_results
 
@@ -210,6 +211,7 @@ def run(
     }
     if out is not None:
         write_results(out, "metaworld", report, to_markdown(report))
+        plot(report, out)
     return report
 
 
@@ -267,7 +269,49 @@ def merge(parts: list[str | Path], out: str | Path | None = None) -> dict:
         }  # fmt: skip
     if out is not None:
         write_results(out, "metaworld", report, to_markdown(report))
+        plot(report, out)
     return report
+
+
+def plot(report: dict, out: str | Path) -> list[Path]:
+    """Save ``success.png`` (success per task and method, 95 % intervals) and ``latency.png``
+    (mean success against decision latency) under ``out``; return their paths."""
+    plt, out = pyplot(), Path(out)
+
+    tasks, methods = list(report["per_task"]), report["methods"]
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(2.2 * len(tasks) + 2, 3.6))
+    for j, m in enumerate(methods):
+        rows = [report["per_task"][t][m] for t in tasks]
+        y = np.array([r["success"] for r in rows])
+        lo = y - np.array([r["success_ci"][0] for r in rows])
+        hi = np.array([r["success_ci"][1] for r in rows]) - y
+        x = np.arange(len(tasks)) + (j - (len(methods) - 1) / 2) * width
+        ax.bar(x, y, width, yerr=[lo, hi], capsize=3, label=m)
+    ax.set_xticks(np.arange(len(tasks)), [f"{t}\n({report['groups'][t]})" for t in tasks])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate (held-out goals)")
+    ax.set_title(f"Meta-World, {report['config']['demos']} demos per task")
+    ax.legend(fontsize=8, ncol=len(methods))
+    fig.tight_layout()
+    p1 = out / "success.png"
+    fig.savefig(p1, dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    for m in methods:
+        lat = np.median([report["per_task"][t][m]["latency_ms_median"] for t in tasks])
+        ax.scatter(lat, report["targets"]["mean_success"][m], s=40)
+        ax.annotate(m, (lat, report["targets"]["mean_success"][m]), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("decision latency, median (ms, batch 1)")
+    ax.set_ylabel("mean success over tasks")
+    ax.set_title("success against decision latency")
+    fig.tight_layout()
+    p2 = out / "latency.png"
+    fig.savefig(p2, dpi=120)
+    plt.close(fig)
+    return [p1, p2]
 
 
 def _table(per_task: dict, methods: tuple[str, ...] = METHODS) -> dict:

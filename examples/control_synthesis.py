@@ -149,49 +149,6 @@ def plot(result: dict, out: Path) -> list[Path]:
     return [p1, p2]
 
 
-def plot_meta_world(report: dict, out: Path) -> list[Path]:
-    """Success per task and method (95 % intervals) and success against decision latency."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks, methods = list(report["per_task"]), report["methods"]
-    width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(2.2 * len(tasks) + 2, 3.6))
-    for j, m in enumerate(methods):
-        rows = [report["per_task"][t][m] for t in tasks]
-        y = np.array([r["success"] for r in rows])
-        lo = y - np.array([r["success_ci"][0] for r in rows])
-        hi = np.array([r["success_ci"][1] for r in rows]) - y
-        x = np.arange(len(tasks)) + (j - (len(methods) - 1) / 2) * width
-        ax.bar(x, y, width, yerr=[lo, hi], capsize=3, label=m)
-    ax.set_xticks(np.arange(len(tasks)), [f"{t}\n({report['groups'][t]})" for t in tasks])
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("success rate (held-out goals)")
-    ax.set_title(f"Meta-World, {report['config']['demos']} demos per task")
-    ax.legend(fontsize=8, ncol=len(methods))
-    fig.tight_layout()
-    p1 = out / "success.png"
-    fig.savefig(p1, dpi=120)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    for m in methods:
-        lat = np.median([report["per_task"][t][m]["latency_ms_median"] for t in tasks])
-        ax.scatter(lat, report["targets"]["mean_success"][m], s=40)
-        ax.annotate(m, (lat, report["targets"]["mean_success"][m]), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("decision latency, median (ms, batch 1)")
-    ax.set_ylabel("mean success over tasks")
-    ax.set_title("success against decision latency")
-    fig.tight_layout()
-    p2 = out / "latency.png"
-    fig.savefig(p2, dpi=120)
-    plt.close(fig)
-    return [p1, p2]
-
-
 def main_meta_world(args: argparse.Namespace, methods: tuple[str, ...]) -> dict:
     """The default run: the Meta-World comparison of :mod:`benchmarks.meta_world`."""
     from meanflow_sci.tasks.control import meta_world
@@ -220,7 +177,7 @@ def main_meta_world(args: argparse.Namespace, methods: tuple[str, ...]) -> dict:
     print(table)
     (out / "results.json").write_text(json.dumps(report, indent=1, default=str))
     (out / "results.md").write_text(table)
-    for p in plot_meta_world(report, out):
+    for p in mw_bench.plot(report, out):
         say(f"saved {p}")
     say(f"total {report['time_s']:.0f} s; results in {out}")
     return report

@@ -400,6 +400,8 @@ def test_meta_world_merge_pools_seeds_and_refuses_overlap(tmp_path):
     assert "mean_success_per_seed" not in merged  # push-v3 has one seed, reach-v3 two
     text = (tmp_path / "all" / "metaworld.md").read_text()
     assert "training seeds per task" in text and "| reach-v3 | easy |" in text
+    assert (tmp_path / "all" / "success.png").stat().st_size > 0
+    assert (tmp_path / "all" / "latency.png").stat().st_size > 0
     with pytest.raises(ValueError, match="push-v3 seed 0 appears twice"):
         bench.merge([a, a], None)
     c = _fake_metaworld_run(tmp_path, "c", 2, ["push-v3"],
