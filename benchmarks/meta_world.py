@@ -220,8 +220,8 @@ _SAME = ("demos", "episodes", "steps", "max_steps", "eval_seed")
 
 def merge(parts: list[str | Path], out: str | Path | None = None) -> dict:
     """One report from runs of the same tier on other training seeds or tasks (each a folder
-    holding ``metaworld.json``): each task's runs are pooled over seeds and the figures, means
-    and targets recomputed. A (task, training seed) pair may appear once."""
+    holding ``metaworld.json``, merged ones included): each task's runs are pooled over seeds and
+    the figures, means and targets recomputed. A (task, training seed) pair may appear once."""
     folders, reports = read_parts(parts, "metaworld", "Meta-World")
     first = reports[0]
     for folder, r in zip(folders, reports):
@@ -237,7 +237,8 @@ def merge(parts: list[str | Path], out: str | Path | None = None) -> dict:
     for folder, r in zip(folders, reports):
         seeds = range(r["seed"], r["seed"] + r["config"]["seeds"])
         for task, task_runs in r["runs"].items():
-            for s, res in zip(seeds, task_runs):
+            # a merged report names each task's seeds; a run has seeds seed, seed + 1, ...
+            for s, res in zip(r.get("seeds_per_task", {}).get(task, seeds), task_runs):
                 if s in runs.setdefault(task, {}):
                     raise ValueError(f"parts: {task} seed {s} appears twice (again in {folder})")
                 runs[task][s] = res

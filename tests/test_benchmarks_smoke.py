@@ -414,6 +414,11 @@ def test_meta_world_merge_pools_seeds_and_refuses_overlap(tmp_path):
                             {"push-v3": dict.fromkeys(bench.METHODS, zeros)})  # fmt: skip
     same_seeds = bench.merge([a, b, d], None)
     assert same_seeds["mean_success_per_seed"]["mmf-1"] == [0.5, 0.5]
+    e = _fake_metaworld_run(tmp_path, "e", 3, ["push-v3"],
+                            {"push-v3": dict.fromkeys(bench.METHODS, zeros)})  # fmt: skip
+    again = bench.merge([tmp_path / "all", e], None)  # a merged report merges on
+    assert again["seeds_per_task"] == {"reach-v3": [0, 1], "push-v3": [0, 3]}
+    assert again["per_task"]["push-v3"]["mmf-1"]["success_per_seed"] == [1.0, 0.0]
 
 
 def test_chaos_smoke_scores_every_method(tmp_path):
