@@ -138,10 +138,10 @@ def run_tasks(
     warnings.filterwarnings("ignore", module="metaworld")
     say = log or (lambda *a, **k: None)
     t0 = time.perf_counter()
-    per_task, raw = {}, {}
+    per_task, raw, seeds = {}, {}, list(range(seed, seed + cfg["seeds"]))
     for task in cfg["tasks"]:
         runs = []
-        for s in range(seed, seed + cfg["seeds"]):
+        for s in seeds:
             ds = control.collect(
                 meta_world.ENV_ID, cfg["demos"], env_name=task, seed=1000 * s, progress=False
             )
@@ -169,12 +169,30 @@ def run_tasks(
         "methods": list(methods),
         "groups": {t: TASKS[t] for t in cfg["tasks"]},
         "machine": machine_info(device),
-        "per_task": per_task,
-        "targets": _targets(per_task, methods),
-        "tables": [_table(per_task, methods)],
+        **_summary(per_task, {t: seeds for t in per_task}, methods),
         "runs": raw,
         "time_s": time.perf_counter() - t0,
     }
+
+
+def _summary(per_task: dict, seeds_per_task: dict, methods: tuple[str, ...]) -> dict:
+    """The figures a report derives from its pooled tasks: targets, tables and, when every task
+    has the same several training seeds, the mean success over tasks per seed."""
+    out = {
+        "seeds_per_task": seeds_per_task,
+        "per_task": per_task,
+        "targets": _targets(per_task, methods),
+        "tables": [_table(per_task, methods)],
+    }
+    seed_lists = {tuple(v) for v in seeds_per_task.values()}
+    if len(seed_lists) == 1 and len(next(iter(seed_lists))) > 1:
+        n = len(next(iter(seed_lists)))
+        out["mean_success_per_seed"] = {
+            m: [float(np.mean([t[m]["success_per_seed"][i] for t in per_task.values()]))
+                for i in range(n)]
+            for m in methods
+        }  # fmt: skip
+    return out
 
 
 def run(
@@ -237,37 +255,28 @@ def merge(parts: list[str | Path], out: str | Path | None = None) -> dict:
     for folder, r in zip(folders, reports):
         seeds = range(r["seed"], r["seed"] + r["config"]["seeds"])
         for task, task_runs in r["runs"].items():
-            # a merged report names each task's seeds; a run has seeds seed, seed + 1, ...
+            # reports name each task's seeds; those written before they did ran seed, seed + 1, ...
             for s, res in zip(r.get("seeds_per_task", {}).get(task, seeds), task_runs):
                 if s in runs.setdefault(task, {}):
                     raise ValueError(f"parts: {task} seed {s} appears twice (again in {folder})")
                 runs[task][s] = res
     order = [t for t in TASKS if t in runs]
-    per_task = {t: _task_rows([runs[t][s] for s in sorted(runs[t])]) for t in order}
     seeds_per_task = {t: sorted(runs[t]) for t in order}
+    pooled = {t: [runs[t][s] for s in seeds_per_task[t]] for t in order}
     methods = tuple(first["methods"])
-    counts = {len(v) for v in seeds_per_task.values()}
     report = {
         "suite": first["suite"].replace(" (subset)", "") + " (merged)",
         "seed": min(s for v in seeds_per_task.values() for s in v),
-        "config": {**first["config"], "tasks": order, "seeds": min(counts)},
+        "config": {**first["config"], "tasks": order,
+                   "seeds": min(len(v) for v in seeds_per_task.values())},
         "methods": list(methods),
         "groups": {t: TASKS[t] for t in order},
         "machine": first["machine"],
         "parts": [str(f) for f in folders],
-        "seeds_per_task": seeds_per_task,
-        "per_task": per_task,
-        "targets": _targets(per_task, methods),
-        "tables": [_table(per_task, methods)],
-        "runs": {t: [runs[t][s] for s in sorted(runs[t])] for t in order},
+        **_summary({t: _task_rows(pooled[t]) for t in order}, seeds_per_task, methods),
+        "runs": pooled,
         "time_s": sum(r["time_s"] for r in reports),
-    }
-    if len({tuple(v) for v in seeds_per_task.values()}) == 1:  # the same seeds on every task
-        report["mean_success_per_seed"] = {
-            m: [float(np.mean([per_task[t][m]["success_per_seed"][i] for t in order]))
-                for i in range(len(seeds_per_task[order[0]]))]
-            for m in methods
-        }  # fmt: skip
+    }  # fmt: skip
     if out is not None:
         write_results(out, "metaworld", report, to_markdown(report))
         plot(report, out)
